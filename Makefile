@@ -1,0 +1,39 @@
+# Stevedores Dashboard: `make run` starts the dashboard, `make test` runs every test.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
+
+.PHONY: run test lint install install-test bench drills clean
+
+run: $(VENV)/.installed
+	$(BIN)/stevedores serve
+
+test: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+	$(BIN)/pytest
+
+lint: $(VENV)/.test-installed
+	$(BIN)/ruff check .
+
+install: $(VENV)/.installed
+
+install-test: $(VENV)/.test-installed
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# The core and every plugin, editable, each through its own pyproject.toml.
+$(VENV)/.installed: $(BIN)/python pyproject.toml $(wildcard plugins/*/pyproject.toml)
+	$(BIN)/pip install --quiet -e . $(foreach p,$(PLUGIN_DIRS),-e $(p))
+	touch $@
+
+# What the tests need on top: test libraries, then system tools (Chromium, ab, redis-server).
+$(VENV)/.test-installed: $(VENV)/.installed scripts/install-test-tools.sh
+	$(BIN)/pip install --quiet -e '.[test]'
+	sh scripts/install-test-tools.sh
+	touch $@
+
+clean:
+	rm -rf $(VENV) build *.egg-info core/*.egg-info plugins/*/*.egg-info

@@ -1,0 +1,68 @@
+"""The app factory."""
+
+from __future__ import annotations
+
+from typing import Iterable, Mapping
+
+from flask import Flask, render_template
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .logs import configure_logging
+from .runtime import Runtime
+from .version import __version__
+
+
+def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: bool = True,
+               extra_plugins: Iterable[tuple[str, object]] = (), runtime: Runtime | None = None) -> Flask:
+    """Build the dashboard: load plugins, validate settings, run the start-up hooks.
+
+    ``environ`` defaults to ``os.environ``. ``extra_plugins`` are ``(name, object)``
+    pairs registered beside the entry points (tests, embedded plugins). Raises
+    :class:`stevedores.settings.ConfigError` listing every bad setting.
+    """
+    runtime = runtime or Runtime.load(environ, load_entry_points=load_entry_points, extra_plugins=extra_plugins)
+    config = runtime.config
+    configure_logging(config)
+    app = Flask("stevedores")
+    app.config.update(
+        SECRET_KEY=config["SECRET_KEY"],
+        STEVEDORES_PROFILE=config.profile,
+        TESTING=config.profile == "testing",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.is_production,
+        PREFERRED_URL_SCHEME="https" if config.is_production else "http",
+    )
+    app.extensions["stevedores"] = runtime
+    runtime.attach(app)
+    _compose_middleware(app, runtime)
+    if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
+        app.add_url_rule("/", "stevedores_landing", _landing)
+    if config["TRUSTED_PROXIES"]:
+        n = config["TRUSTED_PROXIES"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    return app
+
+
+def _compose_middleware(app: Flask, runtime: Runtime) -> None:
+    """Apply the sorted middleware once: lowest order outermost.
+
+    Flask runs before_request handlers in registration order and after_request
+    handlers in reverse, so registering both in sorted order nests them.
+    """
+    for _plugin, mw in runtime.middleware:
+        if mw.before_request:
+            app.before_request(mw.before_request)
+        if mw.after_request:
+            app.after_request(mw.after_request)
+    for _plugin, mw in reversed(runtime.middleware):
+        if mw.wsgi:
+            app.wsgi_app = mw.wsgi(app.wsgi_app)  # type: ignore[method-assign]
+
+
+def _landing() -> str:
+    from flask import current_app
+
+    runtime: Runtime = current_app.extensions["stevedores"]
+    return render_template("stevedores/landing.html", links=[link for _p, link in runtime.menu_links],
+                           plugins=runtime.plugins.listing(), version=__version__)

@@ -1,0 +1,89 @@
+"""The typed objects that plugins hand to the core through hooks.
+
+Plugins return these from their hook implementations; the core validates them once
+at start-up and composes them. None of them is consulted through a hook on the
+request path.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+WSGIApp = Callable[..., Any]
+
+#: Status words a health check may report in its result's ``status`` key.
+HEALTH_STATUSES = ("healthy", "degraded", "warning", "error", "unhealthy")
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """One named health check.
+
+    ``func`` takes no argument and returns a mapping with at least ``status``
+    (one of :data:`HEALTH_STATUSES`) plus any figures worth showing; raising is a
+    failure. ``critical`` failures make the instance unhealthy (HTTP 503);
+    non-critical ones only degrade it. ``timeout`` is in seconds.
+    """
+
+    name: str
+    func: Callable[[], Mapping[str, Any]]
+    critical: bool = False
+    timeout: float = 2.0
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.name or not isinstance(self.name, str):
+            raise ValueError(f"HealthCheck name must be a non-empty string, got {self.name!r}")
+        if not callable(self.func):
+            raise ValueError(f"HealthCheck {self.name!r}: func must be callable")
+        if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
+            raise ValueError(f"HealthCheck {self.name!r}: timeout must be > 0 seconds")
+
+
+@dataclass(frozen=True)
+class Middleware:
+    """Request handling a plugin contributes, composed once at start-up.
+
+    Give any of ``wsgi`` (a function that wraps a WSGI app and returns the wrapped
+    one), ``before_request`` (Flask handler; returning a response short-circuits)
+    and ``after_request`` (takes and returns the response). Lower ``order`` is
+    outermost: its WSGI wrapper sees the request first, its before_request runs
+    first and its after_request runs last. Ties break by plugin name, then name.
+    """
+
+    name: str
+    order: int = 500
+    wsgi: Callable[[WSGIApp], WSGIApp] | None = None
+    before_request: Callable[[], Any] | None = None
+    after_request: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.wsgi or self.before_request or self.after_request):
+            raise ValueError(f"Middleware {self.name!r} gives neither wsgi, before_request nor after_request")
+
+
+@dataclass(frozen=True)
+class WorkerProposal:
+    """A plugin's upper bound on the number of gunicorn workers, with its reason.
+
+    ``figures`` are ``label -> value`` lines logged with the decision, e.g.
+    ``{"Container Memory": "512MB", "Max Workers by Memory": "8"}``.
+    """
+
+    limit: int
+    reason: str
+    figures: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.limit, bool) or not isinstance(self.limit, int):
+            raise ValueError(f"WorkerProposal limit must be an int, got {self.limit!r}")
+
+
+@dataclass(frozen=True)
+class MenuLink:
+    """A link a plugin offers on the landing page (``href`` is site-relative)."""
+
+    title: str
+    href: str
+    description: str = ""

@@ -1,0 +1,36 @@
+"""Gunicorn configuration for the dashboard (``gunicorn -c python:stevedores.gunicorn_conf``;
+the repository's gunicorn.conf.py is this module).
+
+Binds 0.0.0.0:$PORT; the worker count comes from the worker-sizing hooks (see
+``stevedores workers``); server hooks are forwarded to the plugins.
+"""
+
+import os
+
+from stevedores.server import GunicornPlan
+
+_plan = GunicornPlan.load()
+_config = _plan.config
+
+bind = f"0.0.0.0:{_config['PORT']}"
+workers = _plan.decision.final
+worker_class = "gthread"
+threads = 4
+timeout = _config["GUNICORN_TIMEOUT"]
+graceful_timeout = 30
+keepalive = 5
+max_requests = _config["GUNICORN_MAX_REQUESTS"]
+max_requests_jitter = max_requests // 10
+preload_app = _config["PRELOAD_APP"]
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+accesslog = "-"
+errorlog = "-"
+loglevel = _config["LOG_LEVEL"].lower()
+proc_name = "stevedores"
+secure_scheme_headers: dict[str, str] = {}  # X-Forwarded-Proto is ProxyFix's job (TRUSTED_PROXIES)
+
+on_starting = _plan.on_starting
+when_ready = _plan.when_ready
+post_worker_init = _plan.post_worker_init
+worker_exit = _plan.worker_exit
+child_exit = _plan.child_exit

@@ -1,0 +1,143 @@
+"""The hook specifications: the whole contract between the core and its plugins.
+
+Every hook runs at start-up or at a process lifecycle event, never per request.
+Each plugin's implementation is called on its own: one that raises marks that
+plugin failed (fatal with STEVEDORES_STRICT_PLUGINS=1) and the others still run.
+Implementations may accept any subset of the documented arguments.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Mapping
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+    from flask import Flask
+
+    from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+    from .settings import Config, Setting
+
+hookspec = pluggy.HookspecMarker("stevedores")
+
+
+@hookspec
+def stevedores_settings() -> list[Setting] | None:
+    """Declare the environment variables this plugin reads.
+
+    Called once, right after the plugins are loaded and before any other hook.
+    Return a list of :class:`stevedores.settings.Setting` (name, parser, default,
+    help, secret). The core validates them all together with its own and reports
+    every bad value at once; the typed values reach the other hooks as ``config``.
+    """
+
+
+@hookspec
+def stevedores_services(config: Config) -> Mapping[str, Any] | None:
+    """Offer services to other plugins, by name, without them importing you.
+
+    Called once after the settings are validated, before the app exists. Return a
+    mapping ``name -> object``; consumers look it up with
+    ``stevedores.get_service(app, name)`` (or ``runtime.service(name)``) and must work when it
+    is absent. Well-known names: ``"redis"`` (the resilient Redis client) and
+    ``"cache"`` (get/set/delete/incr that survives Redis outages).
+    A name offered twice fails the second plugin that offers it.
+    """
+
+
+@hookspec
+def stevedores_startup(app: Flask, config: Config) -> None:
+    """The app has been created: register blueprints, extensions, routes, commands' state.
+
+    Called once per app, after settings and services, before middleware and health
+    checks are collected. ``app.extensions["stevedores"]`` is the runtime (plugins,
+    config, services). Return nothing.
+    """
+
+
+@hookspec
+def stevedores_middleware(app: Flask, config: Config) -> list[Middleware] | None:
+    """Contribute request handling, composed once, in a deterministic order.
+
+    Called once per app after startup. Return a list of
+    :class:`stevedores.contracts.Middleware`. They are sorted by ``order`` (lower is
+    outermost), then plugin name, then middleware name; see docs/plugins.md.
+    """
+
+
+@hookspec
+def stevedores_health_checks(app: Flask, config: Config) -> list[HealthCheck] | None:
+    """Contribute health checks (the health plugin runs them; others may list them).
+
+    Called once per app after startup. Return a list of
+    :class:`stevedores.contracts.HealthCheck` (name, func, critical, timeout). Check
+    names are unique across plugins; a duplicate fails the plugin that repeats it.
+    """
+
+
+@hookspec
+def stevedores_worker_limits(config: Config) -> WorkerProposal | list[WorkerProposal] | None:
+    """Propose an upper bound on the number of gunicorn workers, with a reason.
+
+    Called by gunicorn.conf.py in the master and by ``stevedores workers``. The core
+    takes the requested count (WEB_WORKERS, then WEB_CONCURRENCY; 2 when neither is
+    set and no plugin proposes anything) and the final count is the smallest of the
+    request and every proposal, at least 1. The decision names who decided.
+    """
+
+
+@hookspec
+def stevedores_menu_links(app: Flask, config: Config) -> list[MenuLink] | None:
+    """Offer links for the landing page (``/``), e.g. a status page. Called once per app."""
+
+
+@hookspec
+def stevedores_register_commands(cli: click.Group) -> None:
+    """Add sub-commands to the ``stevedores`` CLI (``cli.command()`` / ``cli.add_command``).
+
+    Called when the CLI starts, before the configuration is read: commands that need
+    the app build it themselves with ``stevedores.create_app()``.
+    """
+
+
+@hookspec
+def stevedores_server_starting(config: Config) -> None:
+    """The gunicorn master is starting (gunicorn's ``on_starting``), before any app or fork.
+
+    Use it to prepare state shared by all workers (e.g. clean a metrics directory).
+    """
+
+
+@hookspec
+def stevedores_worker_started(app: Flask, worker: Any) -> None:
+    """A process is ready to serve: start per-process threads and connections here.
+
+    Called in each gunicorn worker after fork and app load (``post_worker_init``;
+    ``worker`` is gunicorn's worker object), and once by ``stevedores serve --dev``
+    with ``worker=None``. Threads started before fork do not survive into workers,
+    so monitors start here, never at import or startup.
+    """
+
+
+@hookspec
+def stevedores_worker_exit(app: Flask, worker: Any) -> None:
+    """This worker process is exiting (gunicorn's ``worker_exit``): stop threads, flush.
+
+    Called in the worker itself, after its last request, before
+    :func:`stevedores_shutdown`.
+    """
+
+
+@hookspec
+def stevedores_child_exit(config: Config, pid: int) -> None:
+    """A worker process ``pid`` has exited; called in the gunicorn master (``child_exit``)."""
+
+
+@hookspec
+def stevedores_shutdown(app: Flask) -> None:
+    """The app is being shut down in this process: release what startup acquired.
+
+    Called once per app per process (gunicorn worker exit, dev server exit, or
+    ``Runtime.shutdown`` in tests). Must not raise; must be quick.
+    """

@@ -1,0 +1,168 @@
+"""The runtime: everything the core assembles once per app instance.
+
+Plugins, validated config, services, middleware, health checks and menu links are
+gathered here through the hooks, at start-up only; requests never call a hook.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+
+from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+from .database import EngineHolder
+from .plugins import Plugins
+from .settings import CORE_SETTINGS, Config, Setting, read_config
+from .workers import WorkerDecision, decide_workers
+
+if TYPE_CHECKING:
+    from flask import Flask
+    from sqlalchemy.engine import Engine
+
+log = logging.getLogger("stevedores.runtime")
+
+
+class Runtime:
+    """One app's plugins, config and the objects its plugins contributed."""
+
+    def __init__(self, plugins: Plugins, config: Config) -> None:
+        self.plugins = plugins
+        self.config = config
+        self.services: dict[str, Any] = {}
+        self.service_owners: dict[str, str] = {}
+        self.middleware: list[tuple[str, Middleware]] = []
+        self.health_checks: list[tuple[str, HealthCheck]] = []
+        self.menu_links: list[tuple[str, MenuLink]] = []
+        self._engine = EngineHolder(config)
+        self._shut_down = False
+
+    # --- building --------------------------------------------------------------------
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None, *, load_entry_points: bool = True,
+             extra_plugins: Iterable[tuple[str, object]] = ()) -> Runtime:
+        """Load the plugins the environment selects, validate all settings, gather services.
+
+        Raises :class:`stevedores.settings.ConfigError` (every bad value) or, in strict
+        mode, :class:`stevedores.plugins.PluginError`.
+        """
+        environ = os.environ if environ is None else environ
+        plugins = Plugins.from_environ(environ, load_entry_points=load_entry_points, extra=extra_plugins)
+        runtime = cls(plugins, read_config(declared_settings(plugins), environ))
+        runtime._gather_services()
+        return runtime
+
+    def _gather_services(self) -> None:
+        for plugin, offered in self.plugins.call("stevedores_services", config=self.config):
+            if not isinstance(offered, Mapping):
+                self.plugins.fail(plugin, f"stevedores_services returned {type(offered).__name__}, not a mapping")
+                continue
+            taken = [n for n in offered if n in self.services]
+            if taken:
+                self.plugins.fail(plugin, f"service {taken[0]!r} is already offered by {self.service_owners[taken[0]]}")
+                continue
+            for name, service in offered.items():
+                self.services[name], self.service_owners[name] = service, plugin
+
+    def attach(self, app: Flask) -> None:
+        """Run the per-app hooks: startup, then middleware, health checks and menu links."""
+        self.plugins.call("stevedores_startup", app=app, config=self.config)
+        self.middleware = self._collect(app, "stevedores_middleware", Middleware)
+        self.health_checks = self._collect(app, "stevedores_health_checks", HealthCheck)
+        self.menu_links = self._collect(app, "stevedores_menu_links", MenuLink)
+        self._drop_failed()
+        names: dict[str, str] = {}
+        for plugin, check in list(self.health_checks):
+            if check.name in names:
+                self.plugins.fail(plugin, f"health check {check.name!r} is already registered by {names[check.name]}")
+            names.setdefault(check.name, plugin)
+        self._drop_failed()
+        self.middleware.sort(key=lambda pm: (pm[1].order, pm[0], pm[1].name))
+
+    def _collect(self, app: Flask, hook: str, kind: type) -> list[tuple[str, Any]]:
+        collected: list[tuple[str, Any]] = []
+        for plugin, items in self.plugins.call(hook, app=app, config=self.config):
+            items = [items] if isinstance(items, kind) else list(items)
+            wrong = [i for i in items if not isinstance(i, kind)]
+            if wrong:
+                self.plugins.fail(plugin, f"{hook} returned {type(wrong[0]).__name__}, not {kind.__name__}")
+                continue
+            collected.extend((plugin, item) for item in items)
+        return collected
+
+    def _drop_failed(self) -> None:
+        """Forget what plugins that have since failed contributed."""
+        alive = set(self.plugins.active())
+        self.middleware = [(p, m) for p, m in self.middleware if p in alive]
+        self.health_checks = [(p, c) for p, c in self.health_checks if p in alive]
+        self.menu_links = [(p, m) for p, m in self.menu_links if p in alive]
+        for name in [n for n, owner in self.service_owners.items() if owner not in alive]:
+            del self.services[name], self.service_owners[name]
+
+    # --- what plugins and the CLI use ------------------------------------------------
+
+    def service(self, name: str, default: Any = None) -> Any:
+        """The service another plugin offers under ``name``, or ``default``."""
+        return self.services.get(name, default)
+
+    @property
+    def engine(self) -> Engine:
+        """This process's SQLAlchemy engine (DATABASE_URL)."""
+        return self._engine.get()
+
+    def worker_decision(self) -> WorkerDecision:
+        """Ask every plugin for its worker limit and combine them (see docs/plugins.md)."""
+        proposals: list[tuple[str, WorkerProposal]] = []
+        for plugin, result in self.plugins.call("stevedores_worker_limits", config=self.config):
+            items = [result] if isinstance(result, WorkerProposal) else list(result)
+            if not all(isinstance(i, WorkerProposal) for i in items):
+                self.plugins.fail(plugin, "stevedores_worker_limits returned something other than WorkerProposal")
+                continue
+            proposals.extend((plugin, i) for i in items)
+        return decide_workers(self.config, proposals)
+
+    # --- process lifecycle -----------------------------------------------------------
+
+    def worker_started(self, app: Flask, worker: Any = None) -> None:
+        """This process is about to serve: renew the database pool, start plugin threads."""
+        self._engine.after_fork()
+        self._shut_down = False
+        self.plugins.call("stevedores_worker_started", app=app, worker=worker)
+
+    def shutdown(self, app: Flask, worker: Any = None) -> None:
+        """Stop plugin threads and release resources, once per process."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        self.plugins.call("stevedores_worker_exit", app=app, worker=worker)
+        self.plugins.call("stevedores_shutdown", app=app)
+        self._engine.dispose()
+
+
+def declared_settings(plugins: Plugins) -> list[tuple[str, Setting]]:
+    """``(owner, Setting)`` for the core's settings, then each plugin's; a plugin repeating a name is failed."""
+    declared = [("core", s) for s in CORE_SETTINGS]
+    owners = {s.name: "core" for s in CORE_SETTINGS}
+    for plugin, settings in plugins.call("stevedores_settings"):
+        settings = list(settings)
+        bad = [s for s in settings if not isinstance(s, Setting)]
+        clash = [s.name for s in settings if not bad and s.name in owners]
+        if bad or clash:
+            why = (f"stevedores_settings returned {type(bad[0]).__name__}, not Setting" if bad
+                   else f"setting {clash[0]} is already declared by {owners[clash[0]]}")
+            plugins.fail(plugin, why)
+            continue
+        declared.extend((plugin, s) for s in settings)
+        owners.update({s.name: plugin for s in settings})
+    return declared
+
+
+def get_runtime(app: Flask) -> Runtime:
+    """The runtime behind a Stevedores app."""
+    return app.extensions["stevedores"]
+
+
+def get_service(app: Flask, name: str, default: Any = None) -> Any:
+    """The service another plugin offers under ``name`` (e.g. ``"redis"``), or ``default``."""
+    return get_runtime(app).service(name, default)

@@ -1,0 +1,77 @@
+"""Gunicorn glue: the master's plan (worker count and its reasons) and the server
+hooks that gunicorn calls, forwarded to the plugins' lifecycle hooks."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import sys
+from typing import Any, Mapping
+
+from .logs import configure_logging
+from .plugins import PluginError
+from .runtime import Runtime
+from .settings import ConfigError
+from .workers import WorkerDecision
+
+log = logging.getLogger("stevedores.server")
+
+
+class GunicornPlan:
+    """What the master decided at start-up, and the hooks gunicorn calls."""
+
+    def __init__(self, runtime: Runtime, decision: WorkerDecision) -> None:
+        self.runtime = runtime
+        self.config = runtime.config
+        self.decision = decision
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None) -> GunicornPlan:
+        """Validate settings and size the workers; exit with every problem named if invalid."""
+        try:
+            runtime = Runtime.load(environ)
+        except (ConfigError, PluginError) as exc:
+            print(f"stevedores: cannot start: {exc}", file=sys.stderr)
+            raise SystemExit(2) from None
+        configure_logging(runtime.config)
+        decision = runtime.worker_decision()
+        log.info("Worker configuration:")
+        for line in decision.lines():
+            log.info("%s", line)
+        return cls(runtime, decision)
+
+    # gunicorn server hooks (names as in gunicorn's settings) ---------------------------
+
+    def on_starting(self, server: Any) -> None:
+        """Master start, before any fork."""
+        self.runtime.plugins.call("stevedores_server_starting", config=self.config)
+
+    def when_ready(self, server: Any) -> None:
+        """App preloaded, workers not yet forked: freeze the heap so forks share it."""
+        if self.config["PRELOAD_APP"]:
+            gc.collect()
+            gc.freeze()
+        log.info("Listening on %s with %d workers (pid %d)", server.address, self.decision.final, os.getpid())
+
+    def post_worker_init(self, worker: Any) -> None:
+        """In the worker, after fork and app load: per-process resources and threads."""
+        app = _stevedores_app(worker)
+        if app is not None:
+            app.extensions["stevedores"].worker_started(app, worker)
+
+    def worker_exit(self, server: Any, worker: Any) -> None:
+        """In the worker, as it exits (graceful stop, recycle, or SIGTERM)."""
+        app = _stevedores_app(worker)
+        if app is not None:
+            app.extensions["stevedores"].shutdown(app, worker)
+
+    def child_exit(self, server: Any, worker: Any) -> None:
+        """In the master, after worker ``worker.pid`` exited."""
+        self.runtime.plugins.call("stevedores_child_exit", config=self.config, pid=worker.pid)
+
+
+def _stevedores_app(worker: Any) -> Any:
+    app = getattr(worker, "wsgi", None)
+    extensions = getattr(app, "extensions", None)
+    return app if isinstance(extensions, dict) and "stevedores" in extensions else None

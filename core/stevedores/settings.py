@@ -1,0 +1,316 @@
+"""Declared settings: every value comes from an environment variable, is typed, and
+is validated before anything starts. All bad values are reported at once, by name.
+
+Plugins declare theirs through the ``stevedores_settings`` hook; the core's own are
+listed in :data:`CORE_SETTINGS`.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Mapping
+from urllib.parse import urlsplit
+
+log = logging.getLogger("stevedores.settings")
+
+REDACTED = "<redacted>"
+PRODUCTION_CONFIGS = ("production", "render")
+MIN_SECRET_KEY_LENGTH = 32
+
+
+# --- value parsers: callables with an ``expected`` description ----------------------
+
+
+class Str:
+    """Any text."""
+
+    expected = "text"
+
+    def __call__(self, raw: str) -> str:
+        return raw
+
+
+class Int:
+    """A whole number within optional bounds."""
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        self.min, self.max = min, max
+        bounds = [f">= {min}" if min is not None else "", f"<= {max}" if max is not None else ""]
+        self.expected = " ".join(["a whole number", " and ".join(b for b in bounds if b)]).strip()
+
+    def __call__(self, raw: str) -> int:
+        try:
+            value = int(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
+        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
+            raise ValueError(f"expected {self.expected}")
+        return value
+
+
+class Float:
+    """A decimal number within optional bounds."""
+
+    def __init__(self, min: float | None = None, max: float | None = None) -> None:
+        self.min, self.max = min, max
+        bounds = [f">= {min}" if min is not None else "", f"<= {max}" if max is not None else ""]
+        self.expected = " ".join(["a number", " and ".join(b for b in bounds if b)]).strip()
+
+    def __call__(self, raw: str) -> float:
+        try:
+            value = float(raw.strip())
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
+        if value != value or (self.min is not None and value < self.min) or (
+            self.max is not None and value > self.max
+        ):
+            raise ValueError(f"expected {self.expected}")
+        return value
+
+
+class Bool:
+    """true/false, 1/0, yes/no, on/off."""
+
+    expected = "one of 1, 0, true, false, yes, no, on, off"
+
+    def __call__(self, raw: str) -> bool:
+        word = raw.strip().lower()
+        if word in ("1", "true", "yes", "on"):
+            return True
+        if word in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected {self.expected}")
+
+
+class Choice:
+    """One of a fixed set of words (case-insensitive)."""
+
+    def __init__(self, *choices: str) -> None:
+        self.choices = choices
+        self.expected = "one of " + ", ".join(choices)
+
+    def __call__(self, raw: str) -> str:
+        word = raw.strip().lower()
+        for choice in self.choices:
+            if choice.lower() == word:
+                return choice
+        raise ValueError(f"expected {self.expected}")
+
+
+class Csv:
+    """A comma-separated list of names; blanks are dropped."""
+
+    expected = "comma-separated names"
+
+    def __call__(self, raw: str) -> tuple[str, ...]:
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+
+
+class Url:
+    """A URL whose scheme is one of ``schemes`` and that names a host (unless file-like)."""
+
+    def __init__(self, *schemes: str, example: str = "", needs_host: bool = True) -> None:
+        self.schemes, self.needs_host = schemes, needs_host
+        self.expected = "a URL starting " + " or ".join(f"{s}://" for s in schemes)
+        if example:
+            self.expected += f" (e.g. {example})"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError on a bad port
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
+        if parts.scheme.lower() not in self.schemes or (self.needs_host and not parts.hostname):
+            raise ValueError(f"expected {self.expected}")
+        return value
+
+
+# --- declarations and the validated result --------------------------------------------
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One environment variable a plugin (or the core) reads.
+
+    ``parse`` turns the raw text into the typed value and raises ValueError with the
+    expected form; ``default`` is the typed value used when the variable is unset or
+    empty (None: no value). ``secret`` values are never printed or logged.
+    """
+
+    name: str
+    parse: Callable[[str], Any]
+    default: Any = None
+    help: str = ""
+    secret: bool = False
+
+    @property
+    def expected(self) -> str:
+        """Human description of the accepted form, for errors and docs."""
+        return getattr(self.parse, "expected", "a valid value")
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One bad setting: the variable's name and what was wrong with it."""
+
+    name: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.message}"
+
+
+class ConfigError(Exception):
+    """Raised with every problem found, so that all are reported at once."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__("invalid configuration:\n" + "\n".join(f"  - {p}" for p in problems))
+
+
+class Config(Mapping[str, Any]):
+    """The validated settings: typed values, where each came from, and the profile."""
+
+    def __init__(
+        self, settings: Mapping[str, Setting], values: Mapping[str, Any], sources: Mapping[str, str],
+        owners: Mapping[str, str],
+    ) -> None:
+        self.settings = dict(settings)
+        self._values = dict(values)
+        self.sources = dict(sources)
+        self.owners = dict(owners)
+
+    def __getitem__(self, name: str) -> Any:
+        return self._values[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._values)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    @property
+    def profile(self) -> str:
+        """``production``, ``testing`` or ``development``."""
+        return profile_of(self._values.get("FLASK_ENV"), self._values.get("FLASK_CONFIG"))
+
+    @property
+    def is_production(self) -> bool:
+        """True when FLASK_ENV or FLASK_CONFIG select production."""
+        return self.profile == "production"
+
+    def secret_values(self) -> list[str]:
+        """The values of secret settings (for log redaction); short ones are skipped."""
+        return [str(self._values[n]) for n, s in self.settings.items() if s.secret and self._values.get(n)
+                and len(str(self._values[n])) >= 6]
+
+    def display(self, name: str) -> str:
+        """The value as it may be shown to a person: secrets redacted."""
+        value = self._values.get(name)
+        if value is None:
+            return ""
+        if self.settings[name].secret:
+            return REDACTED
+        if isinstance(value, tuple):
+            return ",".join(value)
+        return str(value)
+
+    def rows(self) -> list[dict[str, str]]:
+        """One row per setting for ``stevedores config``: name, value (redacted), source, plugin."""
+        return [
+            {"name": n, "value": self.display(n), "source": self.sources[n], "plugin": self.owners[n],
+             "secret": self.settings[n].secret}
+            for n in sorted(self.settings)
+        ]
+
+
+def profile_of(flask_env: str | None, flask_config: str | None) -> str:
+    """The profile named by FLASK_ENV / FLASK_CONFIG (production wins)."""
+    if flask_env == "production" or flask_config in PRODUCTION_CONFIGS:
+        return "production"
+    if flask_env == "testing" or flask_config == "testing":
+        return "testing"
+    return "development"
+
+
+CORE_SETTINGS: tuple[Setting, ...] = (
+    Setting("FLASK_ENV", Choice("development", "production", "testing"), "development",
+            "Profile. production requires a strong SECRET_KEY and turns on HTTPS enforcement."),
+    Setting("FLASK_CONFIG", Choice("development", "production", "render", "testing"), None,
+            "Deployment configuration; production or render select the production profile."),
+    Setting("SECRET_KEY", Str(), None,
+            f"Flask secret key; at least {MIN_SECRET_KEY_LENGTH} characters in production. "
+            "Development generates an ephemeral one.", secret=True),
+    Setting("DATABASE_URL", Url("sqlite", "postgresql", "postgres", "postgresql+psycopg",
+                                example="postgresql://user:pass@host:5432/db", needs_host=False),
+            "sqlite:///instance/stevedores.sqlite3",
+            "Database. SQLite file by default; PostgreSQL (psycopg 3) in production.", secret=True),
+    Setting("DB_POOL_SIZE", Int(min=1, max=100), 5, "Database connections kept open per worker process."),
+    Setting("DB_MAX_OVERFLOW", Int(min=0, max=100), 5, "Extra connections a worker may open under load."),
+    Setting("OPS_TOKEN", Str(), None,
+            "Operators' bearer token for operator-only routes (Authorization: Bearer ...).", secret=True),
+    Setting("PORT", Int(min=1, max=65535), 8000, "Port gunicorn binds on 0.0.0.0 (Render and Heroku set it)."),
+    Setting("WEB_WORKERS", Int(min=1, max=64), None, "Requested gunicorn workers (capped by the sizing plugins)."),
+    Setting("WEB_CONCURRENCY", Int(min=1, max=64), None, "Requested workers when WEB_WORKERS is unset."),
+    Setting("TRUSTED_PROXIES", Int(min=0, max=5), 0,
+            "Number of proxies in front of the app whose X-Forwarded-* headers are trusted (0: none)."),
+    Setting("LOG_LEVEL", Choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "Log level."),
+    Setting("LOG_FILE", Str(), "logs/stevedores_dashboard.log",
+            "Log file beside stderr, rotated safely across workers; 'none' for stderr only."),
+    Setting("LOG_MAX_BYTES", Int(min=1024), 10 * 1024 * 1024, "Size at which the log file rotates."),
+    Setting("LOG_BACKUP_COUNT", Int(min=0, max=100), 5, "Rotated log files kept."),
+    Setting("STEVEDORES_PLUGINS", Csv(), (), "Allow-list of plugin names to load (empty: all installed)."),
+    Setting("STEVEDORES_DISABLE_PLUGINS", Csv(), (), "Plugin names not to load."),
+    Setting("STEVEDORES_STRICT_PLUGINS", Bool(), False, "Make any plugin failure fatal at start-up."),
+    Setting("PRELOAD_APP", Bool(), True, "Load the app in the gunicorn master before forking (shares memory)."),
+    Setting("GUNICORN_TIMEOUT", Int(min=1), 30, "Seconds before a silent worker is killed and replaced."),
+    Setting("GUNICORN_MAX_REQUESTS", Int(min=0), 1000, "Requests after which a worker is recycled (0: never)."),
+)
+
+
+def read_config(settings: Iterable[tuple[str, Setting]], environ: Mapping[str, str]) -> Config:
+    """Validate every declared setting against ``environ``.
+
+    ``settings`` yields ``(owner, Setting)`` pairs. Raises :class:`ConfigError` listing
+    every problem at once; secrets never appear in the messages.
+    """
+    declared: dict[str, Setting] = {}
+    owners: dict[str, str] = {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    problems: list[Problem] = []
+    for owner, setting in settings:
+        declared[setting.name], owners[setting.name] = setting, owner
+        raw = environ.get(setting.name, "")
+        if raw.strip() == "":
+            values[setting.name], sources[setting.name] = setting.default, "default"
+            continue
+        try:
+            values[setting.name], sources[setting.name] = setting.parse(raw), "environment"
+        except ValueError as exc:
+            shown = REDACTED if setting.secret else repr(raw)
+            problems.append(Problem(setting.name, f"{shown} is not valid: {exc}"))
+    if "SECRET_KEY" in declared and "SECRET_KEY" not in {p.name for p in problems}:
+        problems.extend(_check_secret_key(values, sources))
+    if problems:
+        raise ConfigError(problems)
+    return Config(declared, values, sources, owners)
+
+
+def _check_secret_key(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:
+    key = values.get("SECRET_KEY")
+    if profile_of(values.get("FLASK_ENV"), values.get("FLASK_CONFIG")) == "production":
+        if not key or len(key) < MIN_SECRET_KEY_LENGTH:
+            state = "is not set" if not key else f"has {len(key)} characters"
+            return [Problem("SECRET_KEY", f"{state}; the production profile requires at least "
+                                          f"{MIN_SECRET_KEY_LENGTH} characters (python -c "
+                                          "'import secrets; print(secrets.token_hex(32))')")]
+    elif not key:
+        values["SECRET_KEY"], sources["SECRET_KEY"] = secrets.token_hex(32), "generated"
+        log.warning("SECRET_KEY is not set: using an ephemeral key (sessions end on restart); "
+                    "set SECRET_KEY in production")
+    return []

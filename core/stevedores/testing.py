@@ -1,0 +1,254 @@
+"""Testing kit for plugin authors (a pytest plugin, loaded through the pytest11 entry point).
+
+Fixtures:
+- ``stevedores_environ``: a clean settings environment for one test (SQLite in tmp, logs in tmp).
+- ``make_stevedores_app``: build an app with a chosen set of plugins, extra plugin objects and env.
+- ``stevedores_app`` / ``stevedores_client``: every installed plugin, and its Flask test client.
+- ``redis_server``: start real ``redis-server`` processes on free ports that a test may kill or pause.
+- ``gunicorn_server``: run the dashboard under real gunicorn on a free port.
+
+Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
+:func:`wait_for_http`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def require_service(name: str, available: bool, how: str = "") -> None:
+    """Skip (on a laptop) or fail (when CI=true) a test whose service is missing."""
+    if available:
+        return
+    message = f"{name} is not available{': ' + how if how else ''}"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{message} (CI must provide it)")
+    pytest.skip(message)
+
+
+def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None = None) -> None:
+    """Poll ``url`` until it answers any HTTP status; raise with the reason if it never does."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before answering {url}")
+        try:
+            urllib.request.urlopen(url, timeout=2).close()
+            return
+        except urllib.error.HTTPError:
+            return
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+@pytest.fixture
+def stevedores_environ(tmp_path: Path) -> dict[str, str]:
+    """Settings for a test app: testing profile, SQLite and logs under tmp_path."""
+    return {
+        "FLASK_ENV": "testing",
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'stevedores.sqlite3'}",
+        "LOG_FILE": str(tmp_path / "logs" / "stevedores_dashboard.log"),
+        "SECRET_KEY": "test-secret-key-" + "x" * 32,
+    }
+
+
+@pytest.fixture
+def make_stevedores_app(stevedores_environ: dict[str, str]) -> Iterator[Callable[..., Any]]:
+    """Factory: ``make_stevedores_app(plugins=None, env=None, extra_plugins=())``.
+
+    ``plugins`` is a list of entry-point plugin names to load (None: all installed,
+    ``[]``: none); ``extra_plugins`` are ``(name, object)`` pairs registered directly;
+    ``env`` adds or overrides settings. Every app is shut down after the test.
+    """
+    from .app import create_app
+
+    apps: list[Any] = []
+
+    def make(plugins: Sequence[str] | None = None, env: Mapping[str, str] | None = None,
+             extra_plugins: Sequence[tuple[str, object]] = ()) -> Any:
+        environ = dict(stevedores_environ)
+        if plugins:
+            environ["STEVEDORES_PLUGINS"] = ",".join(list(plugins) + [n for n, _ in extra_plugins])
+        environ.update(env or {})
+        app = create_app(environ, load_entry_points=plugins != [], extra_plugins=extra_plugins)
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["stevedores"].shutdown(app)
+
+
+@pytest.fixture
+def stevedores_app(make_stevedores_app: Callable[..., Any]) -> Any:
+    """An app with every installed plugin."""
+    return make_stevedores_app()
+
+
+@pytest.fixture
+def stevedores_client(stevedores_app: Any) -> Any:
+    """Flask test client of ``stevedores_app``."""
+    return stevedores_app.test_client()
+
+
+class RedisServer:
+    """A private ``redis-server`` on a free port, for tests that break Redis."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """``redis://127.0.0.1:<port>/0``."""
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self, timeout: float = 10.0) -> RedisServer:
+        """Start (or restart) on the same port and wait until it answers PING."""
+        binary = shutil.which("redis-server")
+        require_service("redis-server binary", binary is not None, "install the redis-server package")
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as sock:
+                    sock.sendall(b"PING\r\n")
+                    if sock.recv(16).startswith(b"+PONG"):
+                        return self
+            except OSError:
+                time.sleep(0.05)
+        raise TimeoutError(f"redis-server on port {self.port} did not start")
+
+    def kill(self) -> None:
+        """SIGKILL: the server vanishes (connections reset, new ones refused)."""
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    def pause(self) -> None:
+        """SIGSTOP: the server hangs (connections accepted by the kernel, never answered)."""
+        if self.proc:
+            self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self) -> None:
+        """SIGCONT after :meth:`pause`."""
+        if self.proc:
+            self.proc.send_signal(signal.SIGCONT)
+
+    def restart(self) -> RedisServer:
+        """Kill and start again on the same port (empty dataset)."""
+        self.kill()
+        return self.start()
+
+    def stop(self) -> None:
+        """Clean up: resume if paused, then kill."""
+        if self.proc and self.proc.poll() is None:
+            self.resume()
+            self.kill()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+    """Factory starting private redis-servers; all are killed after the test."""
+    servers: list[RedisServer] = []
+
+    def start() -> RedisServer:
+        server = RedisServer(tmp_path / f"redis-{len(servers)}")
+        servers.append(server)
+        return server.start()
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+class GunicornServer:
+    """The dashboard under real gunicorn (``stevedores.gunicorn_conf``) on a free port."""
+
+    def __init__(self, env: Mapping[str, str], workdir: Path, app: str = "stevedores.wsgi:application",
+                 config: str = "python:stevedores.gunicorn_conf") -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.env = {**os.environ, **env, "PORT": str(self.port)}
+        self.args = [sys.executable, "-m", "gunicorn", "-c", config, app]
+        self.log_path = workdir / f"gunicorn-{self.port}.log"
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, ready_path: str = "/", timeout: float = 30.0) -> GunicornServer:
+        """Start and wait until ``ready_path`` answers."""
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(self.args, env=self.env, cwd=self.workdir, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            wait_for_http(self.url + ready_path, timeout, self.proc)
+        except Exception as exc:
+            self.stop()
+            raise RuntimeError(f"{exc}\n--- gunicorn log ---\n{self.log()}") from exc
+        return self
+
+    def log(self) -> str:
+        """Everything gunicorn and the app printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int | None:
+        """Send ``sig`` to the master and wait; SIGKILL the group if it does not exit."""
+        if self.proc is None or self.proc.poll() is not None:
+            return self.proc.returncode if self.proc else None
+        self.proc.send_signal(sig)
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            return self.proc.wait(5)
+
+
+@pytest.fixture
+def gunicorn_server(tmp_path: Path, stevedores_environ: dict[str, str]) -> Iterator[Callable[..., GunicornServer]]:
+    """Factory: ``gunicorn_server(env=None, ready_path="/")`` starts the dashboard under gunicorn.
+
+    The test environment (``stevedores_environ``) is applied, then ``env``. Every
+    server is stopped after the test.
+    """
+    servers: list[GunicornServer] = []
+
+    def start(env: Mapping[str, str] | None = None, ready_path: str = "/", **kwargs: Any) -> GunicornServer:
+        server = GunicornServer({**stevedores_environ, **(env or {})}, tmp_path / "gunicorn", **kwargs)
+        servers.append(server)
+        return server.start(ready_path)
+
+    yield start
+    for server in servers:
+        server.stop()

@@ -1,0 +1,1 @@
+"""Stevedores plugin: /health, /health/quick, probes and the operators' status page."""

@@ -1,0 +1,1 @@
+"""Stevedores plugin: container-aware resources, memory-aware worker sizing, memory monitor."""

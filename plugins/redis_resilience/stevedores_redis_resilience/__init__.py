@@ -1,0 +1,1 @@
+"""Stevedores plugin: circuit breaker, resilient Redis client and in-memory fallback."""

@@ -1,0 +1,76 @@
+"""The ``stevedores`` command, run as a real process."""
+
+from __future__ import annotations
+
+import json
+from typing import Callable
+
+FOUR = {"health", "memory_guard", "redis_resilience", "security"}
+
+
+def test_plugins_json_lists_the_four_plugins_loaded_through_entry_points(run_cli: Callable) -> None:
+    result = run_cli("plugins", "--json")
+    assert result.returncode == 0, result.stderr
+    listing = {p["name"]: p for p in json.loads(result.stdout)}
+    assert FOUR <= set(listing)
+    for name in FOUR:
+        assert listing[name]["status"] == "active", listing[name]
+        assert listing[name]["distribution"] == "stevedores-" + name.replace("_", "-")
+        assert listing[name]["version"] and listing[name]["hooks"]
+
+
+def test_a_disabled_plugin_is_listed_as_disabled(run_cli: Callable) -> None:
+    result = run_cli("plugins", env={"STEVEDORES_DISABLE_PLUGINS": "security"})
+    assert result.returncode == 0, result.stderr
+    line = next(line for line in result.stdout.splitlines() if line.startswith("security "))
+    assert " disabled " in line
+    assert run_cli("check", env={"STEVEDORES_DISABLE_PLUGINS": "security"}).returncode == 0
+
+
+def test_check_names_every_bad_variable_and_exits_non_zero(run_cli: Callable) -> None:
+    result = run_cli("check", env={"MEMORY_LIMIT_MB": "abc", "WEB_WORKERS": "0"})
+    assert result.returncode != 0
+    assert "MEMORY_LIMIT_MB" in result.stderr and "'abc'" in result.stderr
+    assert "WEB_WORKERS" in result.stderr and ">= 1" in result.stderr
+
+
+def test_check_names_secret_key_and_its_rule_in_production(run_cli: Callable) -> None:
+    result = run_cli("check", env={"FLASK_ENV": "production", "SECRET_KEY": "short"})
+    assert result.returncode != 0
+    assert "SECRET_KEY" in result.stderr and "at least 32 characters" in result.stderr
+    assert "short" not in result.stderr.replace("SECRET_KEY", "")
+
+
+def test_check_reports_an_unreachable_database(run_cli: Callable) -> None:
+    result = run_cli("check", env={"DATABASE_URL": "postgresql://nobody@127.0.0.1:1/none"})
+    assert result.returncode == 1
+    assert "database: unreachable" in result.stderr and "nobody" not in result.stderr
+
+
+def test_check_passes_on_the_embedded_defaults(run_cli: Callable) -> None:
+    result = run_cli("check")
+    assert result.returncode == 0, result.stderr
+    assert "database: ok (sqlite)" in result.stdout and "check passed" in result.stdout
+
+
+def test_config_redacts_secrets_and_says_where_values_came_from(run_cli: Callable) -> None:
+    secret = "ops-token-that-must-not-leak"
+    result = run_cli("config", "--json", env={"OPS_TOKEN": secret, "WEB_WORKERS": "3"})
+    assert result.returncode == 0, result.stderr
+    assert secret not in result.stdout + result.stderr
+    rows = {r["name"]: r for r in json.loads(result.stdout)}
+    assert rows["OPS_TOKEN"]["value"] == "<redacted>"
+    assert (rows["WEB_WORKERS"]["value"], rows["WEB_WORKERS"]["source"]) == ("3", "environment")
+    assert rows["SECRET_KEY"]["source"] == "generated"
+    assert rows["MEMORY_LIMIT_MB"]["plugin"] == "memory_guard"
+
+
+def test_workers_shows_the_decision(run_cli: Callable) -> None:
+    result = run_cli("workers", env={"MEMORY_LIMIT_MB": "512", "WEB_WORKERS": "4"})
+    assert result.returncode == 0, result.stderr
+    assert "Container Memory: 512MB" in result.stdout
+    assert "Max Workers by Memory: 8" in result.stdout
+    assert "Final Workers: 4 (decided by WEB_WORKERS" in result.stdout
+    result = run_cli("workers", "--json", env={"MEMORY_LIMIT_MB": "128", "WEB_WORKERS": "4"})
+    decision = json.loads(result.stdout)
+    assert decision["final"] == 2 and decision["decided_by"] == "memory_guard"

@@ -1,0 +1,76 @@
+"""The shared engine: SQLite by default, the real PostgreSQL in production."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from typing import Callable, Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from stevedores.database import normalize_url
+from stevedores.testing import require_service
+
+ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A database of its own on the shared PostgreSQL, dropped after the module."""
+    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001
+        require_service("PostgreSQL at 127.0.0.1:5432", False, str(exc).splitlines()[0])
+    name = f"stevedores_test_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def test_postgres_urls_use_psycopg3() -> None:
+    assert normalize_url("postgres://u:p@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("postgresql://u@h/db").drivername == "postgresql+psycopg"
+    assert normalize_url("sqlite:///x.db").drivername == "sqlite"
+
+
+def test_default_is_an_sqlite_file(make_stevedores_app: Callable, tmp_path) -> None:  # noqa: ANN001
+    app = make_stevedores_app(plugins=[], env={"DATABASE_URL": f"sqlite:///{tmp_path}/nested/dir/db.sqlite3"})
+    engine = app.extensions["stevedores"].engine
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT 1")).scalar() == 1
+    assert (tmp_path / "nested" / "dir" / "db.sqlite3").exists()
+
+
+def test_postgresql_with_pre_ping_and_pool_size(make_stevedores_app: Callable, postgres_url: str) -> None:
+    app = make_stevedores_app(plugins=[], env={"DATABASE_URL": postgres_url, "DB_POOL_SIZE": "3"})
+    engine = app.extensions["stevedores"].engine
+    assert engine.pool.size() == 3 and engine.pool._pre_ping
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT current_database()")).scalar() == postgres_url.rsplit("/", 1)[1]
+
+
+def test_a_forked_child_gets_a_fresh_pool(make_stevedores_app: Callable, postgres_url: str) -> None:
+    app = make_stevedores_app(plugins=[], env={"DATABASE_URL": postgres_url})
+    runtime = app.extensions["stevedores"]
+    with runtime.engine.connect() as conn:
+        parent_pid = conn.execute(text("SELECT pg_backend_pid()")).scalar()
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - runs in the child
+        try:
+            with runtime.engine.connect() as conn:
+                os.write(write, str(conn.execute(text("SELECT pg_backend_pid()")).scalar()).encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    _, status = os.waitpid(child, 0)
+    child_backend = int(os.read(read, 64) or b"0")
+    assert status == 0 and child_backend not in (0, parent_pid)
+    with runtime.engine.connect() as conn:  # the parent's pooled connection still works
+        assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == parent_pid

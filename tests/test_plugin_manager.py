@@ -1,0 +1,223 @@
+"""The plugin manager and runtime: isolation of failures, strict mode, lists, ordering."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import pytest
+from flask import Flask
+
+from stevedores import HealthCheck, Int, MenuLink, Middleware, Setting, WorkerProposal, hookimpl
+from stevedores.plugins import PluginError, Plugins
+from stevedores.runtime import Runtime, get_service
+
+
+class Raises:
+    """A plugin whose startup hook raises."""
+
+    @hookimpl
+    def stevedores_startup(self, app: Flask) -> None:
+        @app.get("/half-registered")
+        def half() -> str:
+            return "x"
+
+        raise RuntimeError("boom in startup")
+
+    @hookimpl
+    def stevedores_health_checks(self) -> list[HealthCheck]:
+        return [HealthCheck("never", lambda: {"status": "healthy"})]
+
+
+class Offers:
+    """Offers a service and a setting."""
+
+    @hookimpl
+    def stevedores_settings(self) -> list[Setting]:
+        return [Setting("OFFER_SIZE", Int(min=1), 3, "size")]
+
+    @hookimpl
+    def stevedores_services(self, config: Any) -> dict[str, Any]:
+        return {"counter": {"size": config["OFFER_SIZE"]}}
+
+
+class Uses:
+    """Uses the service when there is one."""
+
+    seen: Any = "unset"
+
+    @hookimpl
+    def stevedores_startup(self, app: Flask) -> None:
+        Uses.seen = get_service(app, "counter")
+
+
+def test_a_plugin_that_raises_in_startup_is_failed_and_the_app_serves(make_stevedores_app: Callable) -> None:
+    app = make_stevedores_app(plugins=[], extra_plugins=[("bad", Raises())])
+    info = {p.name: p for p in app.extensions["stevedores"].plugins.listing()}["bad"]
+    assert info.status == "failed" and "RuntimeError: boom in startup" in info.error
+    assert app.extensions["stevedores"].health_checks == []  # what it contributed is dropped
+    assert app.test_client().get("/").status_code == 200
+
+
+def test_strict_mode_makes_a_failure_fatal_naming_the_plugin(make_stevedores_app: Callable) -> None:
+    with pytest.raises(PluginError, match="plugin 'bad' failed: stevedores_startup raised RuntimeError"):
+        make_stevedores_app(plugins=[], extra_plugins=[("bad", Raises())], env={"STEVEDORES_STRICT_PLUGINS": "1"})
+
+
+def test_services_are_offered_between_plugins_without_imports(make_stevedores_app: Callable) -> None:
+    make_stevedores_app(plugins=[], extra_plugins=[("offers", Offers()), ("uses", Uses())], env={"OFFER_SIZE": "7"})
+    assert Uses.seen == {"size": 7}
+    make_stevedores_app(plugins=[], extra_plugins=[("uses", Uses())])
+    assert Uses.seen is None  # absent provider: the consumer gets None and carries on
+
+
+def test_plugin_settings_are_validated_with_the_cores(make_stevedores_app: Callable) -> None:
+    from stevedores import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        make_stevedores_app(plugins=[], extra_plugins=[("offers", Offers())], env={"OFFER_SIZE": "0", "PORT": "x"})
+    assert {p.name for p in caught.value.problems} == {"OFFER_SIZE", "PORT"}
+
+
+def test_a_setting_declared_twice_fails_the_second_plugin() -> None:
+    class Clash:
+        @hookimpl
+        def stevedores_settings(self) -> list[Setting]:
+            return [Setting("PORT", Int(), 1, "mine")]
+
+    runtime = Runtime.load({}, load_entry_points=False, extra_plugins=[("clash", Clash())])
+    info = runtime.plugins.infos["clash"]
+    assert info.status == "failed" and "PORT is already declared by core" in info.error
+    assert runtime.config["PORT"] == 8000
+
+
+def test_wrong_return_types_fail_the_plugin_not_the_app(make_stevedores_app: Callable) -> None:
+    class Wrong:
+        @hookimpl
+        def stevedores_health_checks(self) -> list[Any]:
+            return ["not a check"]
+
+    app = make_stevedores_app(plugins=[], extra_plugins=[("wrong", Wrong())])
+    assert "returned str, not HealthCheck" in app.extensions["stevedores"].plugins.infos["wrong"].error
+
+
+def test_duplicate_health_check_names_fail_the_later_plugin(make_stevedores_app: Callable) -> None:
+    def plugin() -> object:
+        class P:
+            @hookimpl
+            def stevedores_health_checks(self) -> list[HealthCheck]:
+                return [HealthCheck("db", lambda: {"status": "healthy"}, critical=True)]
+        return P()
+
+    app = make_stevedores_app(plugins=[], extra_plugins=[("a", plugin()), ("b", plugin())])
+    runtime = app.extensions["stevedores"]
+    assert [(p, c.name) for p, c in runtime.health_checks] == [("a", "db")] or \
+        [(p, c.name) for p, c in runtime.health_checks] == [("b", "db")]
+    assert sorted(i.status for i in runtime.plugins.listing()) == ["active", "failed"]
+
+
+def test_allow_and_deny_lists() -> None:
+    class Nothing:
+        @hookimpl
+        def stevedores_startup(self) -> None: ...
+
+    plugins = Plugins.from_environ({"STEVEDORES_DISABLE_PLUGINS": "b"}, load_entry_points=False,
+                                   extra=[("a", Nothing()), ("b", Nothing())])
+    assert [(i.name, i.status) for i in plugins.listing()] == [("a", "active"), ("b", "disabled")]
+    plugins = Plugins.from_environ({"STEVEDORES_PLUGINS": "b"}, load_entry_points=False,
+                                   extra=[("a", Nothing()), ("b", Nothing())])
+    assert [(i.name, i.status) for i in plugins.listing()] == [("a", "disabled"), ("b", "active")]
+    assert plugins.infos["b"].hooks == ["stevedores_startup"]
+
+
+def test_a_misspelt_hook_fails_registration() -> None:
+    class Typo:
+        @hookimpl
+        def stevedores_strtup(self) -> None: ...
+
+    plugins = Plugins.from_environ({}, load_entry_points=False, extra=[("typo", Typo())])
+    assert plugins.infos["typo"].status == "failed"
+    assert "stevedores_strtup" in plugins.infos["typo"].error
+
+
+def test_middleware_is_composed_once_in_documented_order(make_stevedores_app: Callable) -> None:
+    calls: list[str] = []
+
+    def mw(label: str, order: int) -> Middleware:
+        def wsgi(app: Any) -> Any:
+            def wrapped(environ: dict, start_response: Any) -> Any:
+                calls.append(f"wsgi:{label}")
+                return app(environ, start_response)
+            return wrapped
+
+        def before() -> None:
+            calls.append(f"before:{label}")
+
+        def after(response: Any) -> Any:
+            calls.append(f"after:{label}")
+            return response
+
+        return Middleware(label, order=order, wsgi=wsgi, before_request=before, after_request=after)
+
+    class Outer:
+        @hookimpl
+        def stevedores_middleware(self) -> list[Middleware]:
+            return [mw("outer", 10)]
+
+    class Inner:
+        @hookimpl
+        def stevedores_middleware(self) -> list[Middleware]:
+            return [mw("inner", 900)]
+
+    app = make_stevedores_app(plugins=[], extra_plugins=[("zz-inner", Inner()), ("aa-outer", Outer())])
+    app.test_client().get("/")
+    assert calls == ["wsgi:outer", "wsgi:inner", "before:outer", "before:inner", "after:inner", "after:outer"]
+
+
+def test_worker_sizing_combines_proposals_and_names_who_decided() -> None:
+    class Memory:
+        @hookimpl
+        def stevedores_worker_limits(self) -> WorkerProposal:
+            return WorkerProposal(2, "128MB / 64MB per worker", {"Max Workers by Memory": "2"})
+
+    runtime = Runtime.load({"WEB_WORKERS": "4"}, load_entry_points=False, extra_plugins=[("mem", Memory())])
+    decision = runtime.worker_decision()
+    assert (decision.final, decision.decided_by) == (2, "mem")
+    assert decision.lines()[-1].startswith("Final Workers: 2 (decided by mem")
+    runtime = Runtime.load({"WEB_CONCURRENCY": "1"}, load_entry_points=False, extra_plugins=[("mem", Memory())])
+    assert (runtime.worker_decision().final, runtime.worker_decision().decided_by) == (1, "WEB_CONCURRENCY")
+    assert Runtime.load({}, load_entry_points=False).worker_decision().final == 2
+
+
+def test_menu_links_appear_on_the_landing_page(make_stevedores_app: Callable) -> None:
+    class Links:
+        @hookimpl
+        def stevedores_menu_links(self) -> list[MenuLink]:
+            return [MenuLink("Berth plan", "/berths", "Who is alongside")]
+
+    body = make_stevedores_app(plugins=[], extra_plugins=[("links", Links())]).test_client().get("/").text
+    assert 'href="/berths"' in body and "Berth plan" in body and "<script" not in body
+
+
+def test_a_plugin_may_take_over_the_landing_page(make_stevedores_app: Callable) -> None:
+    class Home:
+        @hookimpl
+        def stevedores_startup(self, app: Flask) -> None:
+            app.add_url_rule("/", "home", lambda: "operations home")
+
+    assert make_stevedores_app(plugins=[], extra_plugins=[("home", Home())]).test_client().get("/").text == \
+        "operations home"
+
+
+def test_two_apps_do_not_share_plugins(make_stevedores_app: Callable) -> None:
+    a = make_stevedores_app(plugins=[], extra_plugins=[("offers", Offers())])
+    b = make_stevedores_app(plugins=[])
+    assert "offers" in a.extensions["stevedores"].plugins.infos
+    assert "offers" not in b.extensions["stevedores"].plugins.infos
+
+
+def test_failure_is_logged_once_with_the_reason(make_stevedores_app: Callable, caplog: Any) -> None:
+    with caplog.at_level(logging.ERROR, logger="stevedores"):
+        make_stevedores_app(plugins=[], extra_plugins=[("bad", Raises())])
+    lines = [r.getMessage() for r in caplog.records if "Plugin bad" in r.getMessage()]
+    assert len(lines) == 1 and "boom in startup" in lines[0]
