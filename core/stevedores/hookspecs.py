@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
     from .settings import Config, Setting
+    from .telemetry import Telemetry
 
 hookspec = pluggy.HookspecMarker("stevedores")
 
@@ -34,10 +35,12 @@ def stevedores_settings() -> list[Setting] | None:
 
 
 @hookspec
-def stevedores_services(config: Config) -> Mapping[str, Any] | None:
+def stevedores_services(config: Config, telemetry: Telemetry) -> Mapping[str, Any] | None:
     """Offer services to other plugins, by name, without them importing you.
 
-    Called once after the settings are validated, before the app exists. Return a
+    Called once after the settings are validated, before the app exists, with the
+    runtime's :class:`stevedores.telemetry.Telemetry` for services that report
+    figures (breaker transitions, fallback hits). Return a
     mapping ``name -> object``; consumers look it up with
     ``stevedores.get_service(app, name)`` (or ``runtime.service(name)``) and must work when it
     is absent. Well-known names: ``"redis"`` (the resilient Redis client) and

@@ -14,6 +14,7 @@ from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
 from .database import EngineHolder
 from .plugins import Plugins
 from .settings import CORE_SETTINGS, Config, Setting, read_config
+from .telemetry import Telemetry
 from .workers import WorkerDecision, decide_workers
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class Runtime:
         self.middleware: list[tuple[str, Middleware]] = []
         self.health_checks: list[tuple[str, HealthCheck]] = []
         self.menu_links: list[tuple[str, MenuLink]] = []
+        self.telemetry = Telemetry()
         self._engine = EngineHolder(config)
         self._shut_down = False
 
@@ -54,7 +56,8 @@ class Runtime:
         return runtime
 
     def _gather_services(self) -> None:
-        for plugin, offered in self.plugins.call("stevedores_services", config=self.config):
+        for plugin, offered in self.plugins.call("stevedores_services", config=self.config,
+                                                   telemetry=self.telemetry):
             if not isinstance(offered, Mapping):
                 self.plugins.fail(plugin, f"stevedores_services returned {type(offered).__name__}, not a mapping")
                 continue

@@ -1,0 +1,69 @@
+"""Figures plugins report (counters, gauges, observations) without knowing who listens.
+
+A metrics plugin subscribes a sink; with none subscribed every call is a cheap no-op.
+Plugins never import the metrics plugin or its libraries: they call
+``runtime.telemetry.count(...)`` (the runtime is ``app.extensions["stevedores"]`` and is
+also passed to ``stevedores_services`` as ``telemetry``). Calls are safe from any thread,
+and a failing sink never breaks the caller.
+
+Names are ``snake_case`` with the unit as suffix (``_seconds``, ``_bytes``); keep label
+values few (route patterns, not URLs). docs/plugins.md lists the names in use.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Protocol
+
+log = logging.getLogger("stevedores.telemetry")
+
+
+class Sink(Protocol):
+    """What a metrics plugin subscribes: one method per kind of figure."""
+
+    def count(self, name: str, amount: float, labels: dict[str, str]) -> None:
+        """Add ``amount`` to counter ``name``."""
+
+    def gauge(self, name: str, value: float, labels: dict[str, str]) -> None:
+        """Set gauge ``name`` to ``value``."""
+
+    def observe(self, name: str, value: float, labels: dict[str, str]) -> None:
+        """Record one observation (e.g. a duration) of histogram ``name``."""
+
+
+class Telemetry:
+    """The fan-out from reporters to subscribed sinks, one per runtime."""
+
+    def __init__(self) -> None:
+        self._sinks: tuple[Sink, ...] = ()
+
+    def subscribe(self, sink: Sink) -> None:
+        """Receive every figure reported from now on."""
+        self._sinks = (*self._sinks, sink)
+
+    @property
+    def active(self) -> bool:
+        """True when someone listens (skip expensive figures otherwise)."""
+        return bool(self._sinks)
+
+    def count(self, name: str, amount: float = 1, **labels: str) -> None:
+        """Add ``amount`` to counter ``name``."""
+        for sink in self._sinks:
+            _safely(sink.count, name, amount, labels)
+
+    def gauge(self, name: str, value: float, **labels: str) -> None:
+        """Set gauge ``name`` to ``value``."""
+        for sink in self._sinks:
+            _safely(sink.gauge, name, value, labels)
+
+    def observe(self, name: str, value: float, **labels: str) -> None:
+        """Record one observation of histogram ``name``."""
+        for sink in self._sinks:
+            _safely(sink.observe, name, value, labels)
+
+
+def _safely(method, name: str, value: float, labels: dict[str, str]) -> None:  # noqa: ANN001
+    try:
+        method(name, value, labels)
+    except Exception:  # noqa: BLE001 - reporting must never break the reporter
+        log.exception("Telemetry sink failed on %s", name)
