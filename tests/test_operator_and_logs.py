@@ -79,3 +79,22 @@ def test_several_processes_rotate_one_log_file_without_losing_lines(tmp_path: Pa
     assert len(files) > 5  # it did rotate
     lines = [line for f in files for line in f.read_text().splitlines() if "writer=" in line]
     assert len(lines) == 1200 and len(set(lines)) == 1200
+
+
+def test_infrastructure_routes_are_marked(make_stevedores_app: Callable) -> None:
+    from stevedores import infrastructure, is_infrastructure
+
+    class Probe:
+        @hookimpl
+        def stevedores_startup(self, app: Flask) -> None:
+            @app.get("/probe")
+            @infrastructure
+            def probe() -> str:
+                return str(is_infrastructure())
+
+            @app.get("/page")
+            def page() -> str:
+                return str(is_infrastructure())
+
+    client = make_stevedores_app(plugins=[], extra_plugins=[("probe", Probe())]).test_client()
+    assert client.get("/probe").text == "True" and client.get("/page").text == "False"

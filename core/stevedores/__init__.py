@@ -10,6 +10,7 @@ import pluggy
 from .app import create_app
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
 from .operator import is_operator, operator_only
+from .routes import infrastructure, is_infrastructure
 from .runtime import Runtime, get_runtime, get_service
 from .settings import Bool, Choice, ConfigError, Csv, Float, Int, Setting, Str, Url
 from .version import __version__
@@ -19,5 +20,5 @@ hookimpl = pluggy.HookimplMarker("stevedores")
 __all__ = [
     "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
     "Runtime", "Setting", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
-    "get_service", "hookimpl", "is_operator", "operator_only",
+    "get_service", "hookimpl", "infrastructure", "is_infrastructure", "is_operator", "operator_only",
 ]

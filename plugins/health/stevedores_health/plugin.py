@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask, jsonify
 
-from stevedores import MenuLink, hookimpl
+from stevedores import MenuLink, hookimpl, infrastructure
 
 
 @hookimpl
@@ -12,6 +12,7 @@ def stevedores_startup(app: Flask) -> None:
     """Liveness probe: the process answers; no dependency is checked."""
 
     @app.get("/health/live")
+    @infrastructure
     def health_live():  # noqa: ANN202
         response = jsonify(status="alive")
         response.headers["Cache-Control"] = "no-store"

@@ -1,0 +1,29 @@
+"""Marking infrastructure endpoints: routes called by load balancers, probes and scrapers.
+
+Such routes are never rate limited, never redirected to HTTPS and never need a
+session. Plugins that limit or redirect (security) ask :func:`is_infrastructure`
+about the endpoint being served; nobody imports anybody.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, TypeVar
+
+from flask import current_app, request
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_MARK = "_stevedores_infrastructure"
+
+
+def infrastructure(view: F) -> F:
+    """Decorate a view (put it under the route decorator) as an infrastructure endpoint."""
+    setattr(view, _MARK, True)
+    return view
+
+
+def is_infrastructure(endpoint: str | None = None) -> bool:
+    """True when ``endpoint`` (default: the current request's) is an infrastructure endpoint."""
+    endpoint = request.endpoint if endpoint is None else endpoint
+    view = current_app.view_functions.get(endpoint or "")
+    return bool(view is not None and getattr(view, _MARK, False))
