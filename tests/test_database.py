@@ -3,34 +3,20 @@
 from __future__ import annotations
 
 import os
-import uuid
 from typing import Callable, Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
 from stevedores.database import normalize_url
-from stevedores.testing import require_service
-
-ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+from stevedores.testing import temporary_postgres_database
 
 
 @pytest.fixture(scope="module")
 def postgres_url() -> Iterator[str]:
     """A database of its own on the shared PostgreSQL, dropped after the module."""
-    admin = create_engine(ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
-    try:
-        with admin.connect() as conn:
-            conn.execute(text("SELECT 1"))
-    except Exception as exc:  # noqa: BLE001
-        require_service("PostgreSQL at 127.0.0.1:5432", False, str(exc).splitlines()[0])
-    name = f"stevedores_test_{uuid.uuid4().hex[:10]}"
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    yield ADMIN_URL.rsplit("/", 1)[0] + "/" + name
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with temporary_postgres_database() as url:
+        yield url
 
 
 def test_postgres_urls_use_psycopg3() -> None:

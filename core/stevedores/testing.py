@@ -6,9 +6,10 @@ Fixtures:
 - ``stevedores_app`` / ``stevedores_client``: every installed plugin, and its Flask test client.
 - ``redis_server``: start real ``redis-server`` processes on free ports that a test may kill or pause.
 - ``gunicorn_server``: run the dashboard under real gunicorn on a free port.
+- ``postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
 Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
-:func:`wait_for_http`.
+:func:`wait_for_http`, :func:`temporary_postgres_database`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping, Sequence
 
@@ -252,3 +255,37 @@ def gunicorn_server(tmp_path: Path, stevedores_environ: dict[str, str]) -> Itera
     yield start
     for server in servers:
         server.stop()
+
+
+#: Where the shared PostgreSQL is (trust auth); TEST_POSTGRES_ADMIN_URL overrides it.
+POSTGRES_ADMIN_URL = os.environ.get("TEST_POSTGRES_ADMIN_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def temporary_postgres_database(prefix: str = "stevedores_test") -> Iterator[str]:
+    """Create a uniquely named database on the shared PostgreSQL; yield its URL; drop it."""
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT", connect_args={"connect_timeout": 3})
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means the service is missing
+        admin.dispose()
+        require_service("PostgreSQL", False, str(exc).splitlines()[0])
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield POSTGRES_ADMIN_URL.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_database() -> Iterator[str]:
+    """URL of a fresh database on the shared PostgreSQL, dropped after the test."""
+    with temporary_postgres_database() as url:
+        yield url
