@@ -35,5 +35,13 @@ $(VENV)/.test-installed: $(VENV)/.installed scripts/install-test-tools.sh
 	sh scripts/install-test-tools.sh
 	touch $@
 
+# The guide's promises measured on the real stack; writes bench/RESULTS.md.
+bench: $(VENV)/.test-installed
+	$(BIN)/python -m bench.harness
+
+# Fault drills under load (DRILL_SECONDS=15 each by default).
+drills: $(VENV)/.test-installed
+	$(BIN)/python -m bench.drills
+
 clean:
 	rm -rf $(VENV) build *.egg-info core/*.egg-info plugins/*/*.egg-info

@@ -1,0 +1,1 @@
+"""Benchmarks and fault drills (run with `make bench` / `make drills`)."""
