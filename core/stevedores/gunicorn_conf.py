@@ -29,7 +29,6 @@ loglevel = _config["LOG_LEVEL"].lower()
 proc_name = "stevedores"
 secure_scheme_headers: dict[str, str] = {}  # X-Forwarded-Proto is ProxyFix's job (TRUSTED_PROXIES)
 
-on_starting = _plan.on_starting
 when_ready = _plan.when_ready
 post_worker_init = _plan.post_worker_init
 worker_exit = _plan.worker_exit

@@ -106,9 +106,11 @@ def stevedores_register_commands(cli: click.Group) -> None:
 
 @hookspec
 def stevedores_server_starting(config: Config) -> None:
-    """The gunicorn master is starting (gunicorn's ``on_starting``), before any app or fork.
+    """The gunicorn master is starting: called when it reads its configuration, before
+    the app is preloaded and before any fork (also again on a SIGHUP reload).
 
-    Use it to prepare state shared by all workers (e.g. clean a metrics directory).
+    Use it to prepare state shared by all workers (e.g. set and clean a metrics
+    directory in ``os.environ`` so that the preloaded app and the workers see it).
     """
 
 

@@ -39,13 +39,12 @@ class GunicornPlan:
         log.info("Worker configuration:")
         for line in decision.lines():
             log.info("%s", line)
+        # Here, not in gunicorn's on_starting: with preload_app gunicorn loads the app
+        # before on_starting, and plugins must prepare the environment before that.
+        runtime.plugins.call("stevedores_server_starting", config=runtime.config)
         return cls(runtime, decision)
 
     # gunicorn server hooks (names as in gunicorn's settings) ---------------------------
-
-    def on_starting(self, server: Any) -> None:
-        """Master start, before any fork."""
-        self.runtime.plugins.call("stevedores_server_starting", config=self.config)
 
     def when_ready(self, server: Any) -> None:
         """App preloaded, workers not yet forked: freeze the heap so forks share it."""
