@@ -2,26 +2,98 @@
 
 from __future__ import annotations
 
-from stevedores import Int, Setting, WorkerProposal, hookimpl
+import logging
+import os
+from typing import Any
+
+from flask import Flask, jsonify
+
+from stevedores import Float, HealthCheck, Int, Setting, Str, WorkerProposal, hookimpl, operator_only
 from stevedores.settings import Config
+
+from .coordination import Coordinator, remove_stale_files
+from .guard import EXTENSION, MemoryGuard
+from .resources import DEFAULT_CGROUP_ROOT, DEFAULT_PROC_CGROUP, Resources
+from .sizing import cpu_proposal, memory_proposal
+
+log = logging.getLogger("stevedores.memory_guard")
 
 
 @hookimpl
 def stevedores_settings() -> list[Setting]:
-    """The container's memory limit override and the per-worker memory budget."""
+    """Memory limit and per-worker budget, the monitor's thresholds, and where the cgroup files are."""
     return [
         Setting("MEMORY_LIMIT_MB", Int(min=32), None,
-                "Container memory limit in MB (overrides the detected cgroup limit)."),
-        Setting("WORKER_MEMORY_MB", Int(min=16), 64, "Memory budget per gunicorn worker in MB."),
+                "Container memory limit in MB (overrides the detected cgroup limit; else the host's memory)."),
+        Setting("WORKER_MEMORY_MB", Int(min=16), 64, "Memory budget per gunicorn worker in MB (sizes the workers)."),
+        Setting("MEMORY_WARNING_PERCENT", Float(min=1, max=100), 75.0,
+                "Container memory use (% of the limit) at which a warning is logged and /health is degraded."),
+        Setting("MEMORY_CRITICAL_PERCENT", Float(min=1, max=100), 85.0,
+                "Memory use (%) at which gc.collect() runs, then the largest worker is recycled if still above."),
+        Setting("MEMORY_CHECK_INTERVAL", Float(min=0.1, max=3600), 5.0, "Seconds between memory samples."),
+        Setting("MEMORY_RECYCLE_COOLDOWN", Float(min=0, max=86400), 60.0,
+                "Seconds after a memory recycle during which no other worker is recycled."),
+        Setting("MEMORY_CGROUP_ROOT", Str(), DEFAULT_CGROUP_ROOT, "Where the cgroup filesystem is mounted."),
+        Setting("MEMORY_PROC_CGROUP", Str(), DEFAULT_PROC_CGROUP,
+                "The file naming this process's cgroup (tests point both at a fake tree)."),
     ]
 
 
 @hookimpl
-def stevedores_worker_limits(config: Config) -> WorkerProposal | None:
-    """At most MEMORY_LIMIT_MB / WORKER_MEMORY_MB workers."""
-    limit_mb = config["MEMORY_LIMIT_MB"]
-    if limit_mb is None:
-        return None
-    by_memory = limit_mb // config["WORKER_MEMORY_MB"]
-    return WorkerProposal(by_memory, f"{limit_mb}MB / {config['WORKER_MEMORY_MB']}MB per worker",
-                          {"Container Memory": f"{limit_mb}MB", "Max Workers by Memory": str(by_memory)})
+def stevedores_worker_limits(config: Config) -> list[WorkerProposal]:
+    """Two caps: limit / WORKER_MEMORY_MB workers by memory, 2 x quota-aware CPUs + 1 by CPU."""
+    resources = Resources.from_config(config)
+    return [memory_proposal(resources.memory_limit(), config["WORKER_MEMORY_MB"]),
+            cpu_proposal(resources.cpu_quota())]
+
+
+@hookimpl
+def stevedores_server_starting() -> None:
+    """In the gunicorn master: forget the coordination files of masters that are gone, and this pid's own."""
+    remove_stale_files()
+    Coordinator.for_tree(os.getpid()).reset()
+
+
+@hookimpl
+def stevedores_startup(app: Flask, config: Config) -> None:
+    """Resolve the limit, keep the guard in ``app.extensions``, add the operator's gc action."""
+    guard = MemoryGuard(config, app.extensions["stevedores"].telemetry)
+    app.extensions[EXTENSION] = guard
+
+    @app.post("/ops/memory/gc")
+    @operator_only(open_without_token=False)
+    def memory_gc():  # noqa: ANN202
+        """Force a garbage collection in the worker that serves this request."""
+        response = jsonify(guard.collect_garbage())
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+
+@hookimpl
+def stevedores_health_checks(app: Flask) -> list[HealthCheck]:
+    """Non-critical "memory" check: memory pressure alone never takes the instance out of rotation."""
+    guard: MemoryGuard = app.extensions[EXTENSION]
+    return [HealthCheck("memory", guard.health, critical=False, timeout=2.0,
+                        description="Container memory against its limit; degraded at the warning threshold.")]
+
+
+@hookimpl
+def stevedores_worker_started(app: Flask, worker: Any) -> None:
+    """After fork: start this worker's memory monitor."""
+    guard: MemoryGuard | None = app.extensions.get(EXTENSION)
+    if guard is not None:
+        guard.start(worker)
+
+
+@hookimpl
+def stevedores_worker_exit(app: Flask) -> None:
+    """The worker is exiting: stop its monitor."""
+    guard: MemoryGuard | None = app.extensions.get(EXTENSION)
+    if guard is not None:
+        guard.stop()
+
+
+@hookimpl
+def stevedores_shutdown(app: Flask) -> None:
+    """Stop the monitor if it still runs (tests, dev server)."""
+    stevedores_worker_exit(app)
