@@ -23,7 +23,7 @@ from typing import Callable
 from sqlalchemy import create_engine, text
 
 from bench.loadgen import Load, Record, Stats
-from bench.stack import Stack, start_stack
+from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 PATHS = ["/", "/health/quick"]
 
@@ -114,7 +114,8 @@ def drill_memory_pressure(s: Stack, load: Load, seconds: float) -> DrillResult:
 
     def push() -> None:
         for _ in range(6):
-            urllib.request.urlopen(s.server.url + "/drill/alloc?mb=40", timeout=10).read()
+            request = urllib.request.Request(s.server.url + "/drill/alloc?mb=40", headers=BEHIND_TLS_PROXY)
+            urllib.request.urlopen(request, timeout=10).read()
 
     _timed_fault(load, seconds, push)
     time.sleep(seconds * 2 / 3)
@@ -132,7 +133,8 @@ def drill_sigterm(s: Stack, load: Load, seconds: float) -> DrillResult:
     def slow_request() -> None:
         started = load.now()
         try:
-            status = urllib.request.urlopen(s.server.url + "/drill/slow?seconds=3", timeout=40).status
+            request = urllib.request.Request(s.server.url + "/drill/slow?seconds=3", headers=BEHIND_TLS_PROXY)
+            status = urllib.request.urlopen(request, timeout=40).status
             slow.append(Record(started, load.now() - started, "/drill/slow", status))
         except OSError as exc:
             slow.append(Record(started, load.now() - started, "/drill/slow", None, str(exc)))
@@ -173,7 +175,7 @@ DRILLS: dict[str, Callable[[Stack, Load, float], DrillResult]] = {
 
 #: Extra settings some drills need (the memory drill needs a small limit and a quick monitor).
 DRILL_ENV: dict[str, dict[str, str]] = {
-    "memory_pressure": {"MEMORY_LIMIT_MB": "400", "WORKER_MEMORY_MB": "64", "MEMORY_CHECK_INTERVAL": "0.5"},
+    "memory_pressure": {"MEMORY_LIMIT_MB": "300", "WORKER_MEMORY_MB": "64", "MEMORY_CHECK_INTERVAL": "0.3"},
 }
 
 
@@ -184,7 +186,7 @@ def run_drill(name: str, seconds: float = 15.0, clients: int = 50, workdir: Path
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"drill-{name}-")))
         env = {"WEB_WORKERS": "3", "REDIS_BREAKER_RECOVERY_TIMEOUT": "2", **DRILL_ENV.get(name, {})}
         s = start_stack(stack, workdir, env, drill_routes=True)
-        load = Load(s.server.url, PATHS, clients=clients).start()
+        load = Load(s.server.url, PATHS, clients=clients, headers=BEHIND_TLS_PROXY).start()
         result = DRILLS[name](s, load, seconds)
         if not result.passed:
             result.note += "\n  first failures: " + "; ".join(

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.stack import Stack, start_stack
+from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 HERE = Path(__file__).resolve().parent
 MEMORY_LIMIT_MB = 512
@@ -54,7 +54,8 @@ class Report:
 
 def run_ab(url: str, requests: int = 1000, concurrency: int = 10) -> dict[str, float]:
     """``ab -n requests -c concurrency url``: requests/s, mean time, failed and non-2xx counts."""
-    out = subprocess.run(["ab", "-q", "-n", str(requests), "-c", str(concurrency), url],
+    out = subprocess.run(["ab", "-q", "-n", str(requests), "-c", str(concurrency),
+                          *[arg for k, v in BEHIND_TLS_PROXY.items() for arg in ("-H", f"{k}: {v}")], url],
                          capture_output=True, text=True, timeout=300).stdout
 
     def number(pattern: str, default: float = 0.0) -> float:
@@ -68,7 +69,7 @@ def run_ab(url: str, requests: int = 1000, concurrency: int = 10) -> dict[str, f
 def run_wrk(url: str, seconds: int, connections: int = 100, headers: dict[str, str] | None = None) -> dict[str, float]:
     """wrk with ``connections`` for ``seconds``: requests/s, p50/p95/p99, errors."""
     args = ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", str(HERE / "wrk_report.lua")]
-    for name, value in (headers or {}).items():
+    for name, value in {**BEHIND_TLS_PROXY, **(headers or {})}.items():
         args += ["-H", f"{name}: {value}"]
     out = subprocess.run([*args, url], capture_output=True, text=True, timeout=seconds + 60).stdout
     line = next(line for line in out.splitlines() if line.startswith("WRK_JSON "))
@@ -100,7 +101,8 @@ def cold_start_seconds(env: dict[str, str], runs: int = 3) -> float:
 def measure(report: Report, stack: Stack, bare: Stack, seconds: int) -> None:
     """Every figure of the harness, against the running stacks."""
     url = stack.server.url
-    with urllib.request.urlopen(url + "/health", timeout=15) as response:
+    with urllib.request.urlopen(urllib.request.Request(url + "/health", headers=BEHIND_TLS_PROXY),
+                                timeout=15) as response:
         health = json.load(response)
         report.promise(response.status == 200 and health.get("status") == "healthy",
                        f"/health returns 200 with all checks passing (status={health.get('status')}, "
@@ -108,7 +110,8 @@ def measure(report: Report, stack: Stack, bare: Stack, seconds: int) -> None:
     missing = []
     for path in ("/", "/health/quick", "/no-such-page"):
         try:
-            headers = urllib.request.urlopen(url + path, timeout=10).headers
+            headers = urllib.request.urlopen(urllib.request.Request(url + path, headers=BEHIND_TLS_PROXY),
+                                             timeout=10).headers
         except urllib.error.HTTPError as exc:
             headers = exc.headers
         missing += [f"{path}: {h}" for h in SECURITY_HEADERS if h not in headers]

@@ -72,8 +72,10 @@ class Stats:
 class Load:
     """``clients`` threads requesting ``paths`` in turn against ``base_url`` until stopped."""
 
-    def __init__(self, base_url: str, paths: Sequence[str], clients: int = 50, timeout: float = 15.0) -> None:
+    def __init__(self, base_url: str, paths: Sequence[str], clients: int = 50, timeout: float = 15.0,
+                 headers: dict[str, str] | None = None) -> None:
         parts = urlsplit(base_url)
+        self.headers = {"Connection": "keep-alive", **(headers or {})}
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
         self.paths, self.clients, self.timeout = list(paths), clients, timeout
         self.stats = Stats()
@@ -119,7 +121,7 @@ class Load:
             try:
                 if conn is None:
                     conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
-                conn.request("GET", path, headers={"Connection": "keep-alive"})
+                conn.request("GET", path, headers=self.headers)
                 response = conn.getresponse()
                 response.read()
                 record = Record(started, self.now() - started, path, response.status)

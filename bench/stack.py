@@ -13,6 +13,10 @@ from stevedores.testing import GunicornServer, RedisServer, temporary_postgres_d
 
 HERE = Path(__file__).resolve().parent
 
+#: What the TLS-terminating load balancer in front of a production instance adds
+#: (the stack trusts one proxy): without it the production profile redirects to HTTPS.
+BEHIND_TLS_PROXY = {"X-Forwarded-Proto": "https"}
+
 
 @dataclass
 class Stack:
@@ -37,7 +41,7 @@ def base_env(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]
         "FLASK_ENV": "production", "SECRET_KEY": "bench-" + "k" * 40, "DATABASE_URL": database_url,
         "REDIS_URL": redis_url, "LOG_FILE": str(workdir / "logs" / "app.log"),
         # Load comes from one address: the per-client limits would refuse almost everything.
-        "RATE_LIMITS": "10000000 per minute",
+        "RATE_LIMITS": "10000000 per minute", "TRUSTED_PROXIES": "1",
     }
 
 

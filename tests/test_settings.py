@@ -84,3 +84,13 @@ def test_parsers() -> None:
 
 def test_empty_value_means_default() -> None:
     assert read_config(CORE, {"PORT": "  "})["PORT"] == 8000
+
+
+def test_display_of_a_list_of_non_strings() -> None:
+    import datetime
+
+    def shifts(raw: str) -> tuple[datetime.time, ...]:
+        return tuple(datetime.time(int(h)) for h in raw.split(","))
+
+    config = read_config([("p", Setting("SHIFTS", shifts, (), "shift starts"))], {"SHIFTS": "6,14"})
+    assert config.display("SHIFTS") == "06:00:00,14:00:00"

@@ -27,6 +27,8 @@ accesslog = "-"
 errorlog = "-"
 loglevel = _config["LOG_LEVEL"].lower()
 proc_name = "stevedores"
+# Gunicorn 25.1+ opens a control socket in $HOME shared by every instance on the host: not wanted.
+control_socket_disable = True
 secure_scheme_headers: dict[str, str] = {}  # X-Forwarded-Proto is ProxyFix's job (TRUSTED_PROXIES)
 
 when_ready = _plan.when_ready

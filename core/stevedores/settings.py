@@ -215,8 +215,8 @@ class Config(Mapping[str, Any]):
             return ""
         if self.settings[name].secret:
             return REDACTED
-        if isinstance(value, tuple):
-            return ",".join(value)
+        if isinstance(value, (tuple, list)):
+            return ",".join(str(v) for v in value)
         return str(value)
 
     def rows(self) -> list[dict[str, str]]:

@@ -74,6 +74,7 @@ def stevedores_environ(tmp_path: Path) -> dict[str, str]:
         "DATABASE_URL": f"sqlite:///{tmp_path / 'stevedores.sqlite3'}",
         "LOG_FILE": str(tmp_path / "logs" / "stevedores_dashboard.log"),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
+        "WEB_WORKERS": "2",  # light servers on small CI machines; tests that size workers set their own
     }
 
 
