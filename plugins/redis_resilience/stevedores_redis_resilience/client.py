@@ -1,0 +1,252 @@
+"""The resilient Redis client: redis-py behind the circuit breaker, with explicit timeouts.
+
+Offered to other plugins as the ``redis`` service (docs/plugins.md). ``call(fn, fallback)``
+runs ``fn(client)`` through the breaker and returns ``fallback()`` whenever Redis is not
+configured, the breaker refuses, or the call fails, times out or is slower than the read
+timeout. Nothing a caller does through it waits longer than the connect plus read
+timeouts, and with the breaker open it does not wait at all.
+
+redis-py is configured for this: connect and read timeouts in milliseconds (its
+default read timeout is None: an outage would hang until TCP gives up), no retries of
+its own (the breaker decides; redis-py 6+ retries three times by default),
+``health_check_interval`` to PING connections that idled, and ``rediss://`` verifies the
+server's certificate and host name unless the URL itself says otherwise.
+
+One connection pool per process: the pool is created lazily by the first call in a
+process, and a fork (gunicorn workers) throws the inherited pool away in the child
+(its sockets are closed there without shutting the parent's connections down), so no
+socket is ever shared across fork.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any, Callable, TypeVar
+
+import redis
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ReadOnlyError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from redis.retry import Retry
+
+from .breaker import OPEN, STATE_GAUGE, CircuitBreaker, Transition
+from .forking import renew_in_children
+
+log = logging.getLogger("stevedores.redis_resilience")
+
+T = TypeVar("T")
+
+NOT_CONFIGURED = "not-configured"
+
+#: Errors that mean "Redis is not answering": they count against the breaker.
+#: (AuthenticationError and BusyLoadingError are ConnectionErrors; ReadOnlyError is a
+#: replica that was failed over.) Other errors are answers from a working server.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (RedisConnectionError, RedisTimeoutError, ReadOnlyError, OSError)
+
+#: Seconds between two warnings about the same non-outage error type.
+ERROR_LOG_INTERVAL = 60.0
+
+
+class ResilientRedis:
+    """redis-py behind a circuit breaker; the ``redis`` service.
+
+    ``state`` is ``closed``, ``open``, ``half-open`` or ``not-configured``;
+    ``configured`` tells whether REDIS_URL is set; ``read_timeout`` and
+    ``connect_timeout`` are in seconds; ``fallbacks`` counts the calls served by their
+    fallback in this process.
+    """
+
+    def __init__(self, url: str | None, *, connect_timeout: float = 0.3, read_timeout: float = 0.3,
+                 health_check_interval: int = 30, failure_threshold: int = 5, recovery_timeout: float = 60.0,
+                 half_open_probes: int = 1, telemetry: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.url = url
+        self.connect_timeout = connect_timeout
+        self.read_timeout = read_timeout
+        self.health_check_interval = health_check_interval
+        self.telemetry = telemetry
+        self.breaker = CircuitBreaker(failure_threshold, recovery_timeout, half_open_probes, clock=clock,
+                                      on_transition=self._on_transition)
+        self.fallbacks = 0
+        self._count_lock = threading.Lock()
+        self._client: redis.Redis | None = None
+        self._pool: redis.ConnectionPool | None = None
+        self._pid = os.getpid()
+        self._create_lock = threading.Lock()
+        self._error_logged_at: dict[str, float] = {}
+        self._transition_listeners: list[Callable[[Transition], None]] = []
+        if url and telemetry is not None:
+            telemetry.gauge("redis_breaker_state", STATE_GAUGE[self.breaker.state])
+        renew_in_children(self)
+
+    # --- the service contract ----------------------------------------------------------
+
+    @property
+    def configured(self) -> bool:
+        """True when REDIS_URL is set."""
+        return bool(self.url)
+
+    @property
+    def state(self) -> str:
+        """``closed``, ``open``, ``half-open`` or ``not-configured``."""
+        return self.breaker.state if self.url else NOT_CONFIGURED
+
+    def call(self, fn: Callable[[redis.Redis], T], fallback: Callable[[], T], operation: str = "call") -> T:
+        """``fn(client)`` through the breaker, or ``fallback()`` at once when Redis cannot answer.
+
+        ``operation`` labels the ``redis_fallback_total`` counter. Exceptions raised by
+        ``fallback`` itself propagate.
+        """
+        if not self.url:
+            return fallback()
+        ticket = self.breaker.admit()
+        if ticket is None:
+            return self._fall_back(fallback, operation)
+        started = time.monotonic()
+        try:
+            result = fn(self.client())
+        except OUTAGE_ERRORS as exc:
+            self.breaker.failed(ticket, _describe(exc))
+            return self._fall_back(fallback, operation)
+        except Exception as exc:  # noqa: BLE001 - Redis answered; the caller's command was wrong
+            self.breaker.succeeded(ticket)
+            self._warn_sometimes(exc, operation)
+            return self._fall_back(fallback, operation)
+        except BaseException:
+            self.breaker.failed(ticket, "call interrupted")
+            raise
+        elapsed = time.monotonic() - started
+        if elapsed > self.read_timeout:
+            self.breaker.failed(ticket, f"call took {elapsed * 1000:.0f} ms, over the read timeout")
+        else:
+            self.breaker.succeeded(ticket)
+        return result
+
+    # --- for the cache, the health check and operators ------------------------------------
+
+    def client(self) -> redis.Redis:
+        """This process's redis-py client (its pool is created on first use in each process)."""
+        client = self._client
+        if client is None or self._pid != os.getpid():
+            with self._create_lock:
+                if self._client is None or self._pid != os.getpid():
+                    self._drop_inherited()
+                    self._pool = redis.ConnectionPool.from_url(self.url, **self.connection_options())
+                    self._client = redis.Redis(connection_pool=self._pool)
+                    self._pid = os.getpid()
+                client = self._client
+        return client
+
+    def connection_options(self) -> dict[str, Any]:
+        """The redis-py options used for every connection (options in REDIS_URL's query win)."""
+        options: dict[str, Any] = {
+            "socket_connect_timeout": self.connect_timeout,
+            "socket_timeout": self.read_timeout,
+            "retry": Retry(NoBackoff(), 0),
+            "health_check_interval": self.health_check_interval,
+            "socket_keepalive": True,
+            "client_name": "stevedores",
+        }
+        if self.url and self.url.lower().startswith("rediss://"):
+            options.update(ssl_cert_reqs="required", ssl_check_hostname=True)
+        return options
+
+    def ping(self) -> float | None:
+        """Round-trip milliseconds of a PING through the breaker, or None when it was refused or failed."""
+        started = time.monotonic()
+        answered = self.call(lambda client: bool(client.ping()), lambda: False, operation="ping")
+        return round((time.monotonic() - started) * 1000, 2) if answered else None
+
+    def add_transition_listener(self, listener: Callable[[Transition], None]) -> None:
+        """Also call ``listener(transition)`` on every breaker state change (must not raise)."""
+        self._transition_listeners.append(listener)
+
+    def after_fork(self) -> None:
+        """In a forked child (called by the at-fork hook): renew the locks, drop the parent's pool."""
+        self._create_lock = threading.Lock()
+        self._count_lock = threading.Lock()
+        self.breaker.after_fork()
+        with self._create_lock:
+            self._drop_inherited()
+
+    def forget_inherited_pool(self) -> None:
+        """Drop a pool created in another process (no-op in the process that created it)."""
+        with self._create_lock:
+            if self._pool is not None and self._pid != os.getpid():
+                self._drop_inherited()
+
+    def close(self) -> None:
+        """Disconnect this process's pool (shutdown)."""
+        with self._create_lock:
+            pool, self._pool, self._client = self._pool, None, None
+        if pool is not None and self._pid == os.getpid():
+            try:
+                pool.disconnect()
+            except Exception:  # noqa: BLE001 - shutdown must not raise
+                log.debug("Redis pool disconnect failed", exc_info=True)
+
+    # --- internals --------------------------------------------------------------------
+
+    def _fall_back(self, fallback: Callable[[], T], operation: str) -> T:
+        with self._count_lock:
+            self.fallbacks += 1
+        if self.telemetry is not None:
+            self.telemetry.count("redis_fallback_total", 1, operation=operation)
+        return fallback()
+
+    def _drop_inherited(self) -> None:
+        """Forget a pool made in another process, closing (not shutting down) its sockets here."""
+        pool, self._pool, self._client = self._pool, None, None
+        if pool is None:
+            return
+        if self._pid == os.getpid():
+            try:
+                pool.disconnect()
+            except Exception:  # noqa: BLE001 - best effort
+                log.debug("Redis pool disconnect failed", exc_info=True)
+            return
+        for attr in ("_available_connections", "_in_use_connections"):
+            for conn in list(getattr(pool, attr, ()) or ()):
+                try:
+                    conn.disconnect()  # redis-py shuts a socket down only in the process that opened it
+                except Exception:  # noqa: BLE001 - best effort on a dead pool
+                    pass
+
+    def _on_transition(self, event: Transition) -> None:
+        if event.new == OPEN and event.old == "closed":
+            log.warning("Circuit breaker OPEN after %d consecutive Redis failures (last: %s); serving from the "
+                        "in-memory fallback; next probe in %gs", event.failures, event.reason,
+                        event.recovery_timeout)
+        elif event.new == OPEN:
+            log.warning("Circuit breaker OPEN again: the probe failed (%s); next probe in %gs", event.reason,
+                        event.recovery_timeout)
+        elif event.new == "half-open":
+            log.info("Circuit breaker HALF-OPEN: letting %d probe call(s) through to Redis", event.probes)
+        else:
+            log.info("Circuit breaker CLOSED: Redis answered the probe; using Redis again")
+        if self.telemetry is not None:
+            self.telemetry.gauge("redis_breaker_state", STATE_GAUGE[event.new])
+            self.telemetry.count("redis_breaker_transitions_total", 1, to=event.new)
+        for listener in self._transition_listeners:
+            try:
+                listener(event)
+            except Exception:  # noqa: BLE001 - a listener must not break the caller
+                log.exception("Circuit breaker listener failed")
+
+    def _warn_sometimes(self, exc: Exception, operation: str) -> None:
+        """One warning per error type per minute: a wrong command is a bug, but must not flood the log."""
+        kind = type(exc).__name__
+        now = time.monotonic()
+        if now - self._error_logged_at.get(kind, -ERROR_LOG_INTERVAL) >= ERROR_LOG_INTERVAL:
+            self._error_logged_at[kind] = now
+            log.warning("Redis %s failed with %s (Redis is up; served the fallback instead)", operation,
+                        _describe(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
