@@ -1,25 +1,77 @@
-"""Hook implementations of the health plugin."""
+"""Hook implementations of the health plugin.
+
+Everything is wired once: the blueprint at start-up, the three checks through the same
+hook third parties use, the snapshot refresher after fork. Requests never call a hook.
+"""
 
 from __future__ import annotations
 
-from flask import Flask, jsonify
+from typing import Any
 
-from stevedores import MenuLink, hookimpl, infrastructure
+from flask import Flask
+
+from stevedores import HealthCheck, MenuLink, Setting, get_runtime, hookimpl
+
+from .checks import application_check, database_check, system_check, writable_location
+from .settings import SETTINGS
+from .state import EXTENSION, HealthSettings, HealthState
+from .views import create_blueprint
 
 
 @hookimpl
-def stevedores_startup(app: Flask) -> None:
-    """Liveness probe: the process answers; no dependency is checked."""
+def stevedores_settings() -> list[Setting]:
+    """HEALTH_* settings (see the README)."""
+    return list(SETTINGS)
 
-    @app.get("/health/live")
-    @infrastructure
-    def health_live():  # noqa: ANN202
-        response = jsonify(status="alive")
-        response.headers["Cache-Control"] = "no-store"
-        return response
+
+@hookimpl
+def stevedores_startup(app: Flask, config: Any) -> None:
+    """Register the routes and the per-app state."""
+    app.extensions[EXTENSION] = HealthState(app, get_runtime(app), HealthSettings.from_config(config))
+    app.register_blueprint(create_blueprint())
+
+
+@hookimpl
+def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
+    """database (critical), application and system."""
+    runtime = get_runtime(app)
+    settings = HealthSettings.from_config(config)
+    return [
+        database_check(runtime, settings.database_timeout),
+        application_check(app, runtime),
+        system_check(writable_location(runtime), settings.disk_min_free_percent, settings.load_warn_per_cpu),
+    ]
 
 
 @hookimpl
 def stevedores_menu_links() -> list[MenuLink]:
-    """Offer the liveness probe on the landing page."""
-    return [MenuLink("Liveness probe", "/health/live", "The process answers (for load balancers).")]
+    """The status page and the probes on the landing page."""
+    return [
+        MenuLink("Status", "/status", "Every health check, the Redis breaker, memory, workers and plugins."),
+        MenuLink("Health", "/health", "Comprehensive health (JSON; 503 when a critical check fails)."),
+        MenuLink("Liveness probe", "/health/live", "The process answers (no dependency checked)."),
+    ]
+
+
+@hookimpl
+def stevedores_worker_started(app: Flask) -> None:
+    """After fork: keep /health/quick's snapshot fresh from a thread of this worker."""
+    state = app.extensions.get(EXTENSION)
+    if state is not None:
+        state.start()
+
+
+@hookimpl
+def stevedores_worker_exit(app: Flask) -> None:
+    """Stop this worker's refresher."""
+    state = app.extensions.get(EXTENSION)
+    if state is not None:
+        state.stop()
+
+
+@hookimpl
+def stevedores_shutdown(app: Flask) -> None:
+    """Stop threads and release the check pool."""
+    state = app.extensions.get(EXTENSION)
+    if state is not None:
+        state.shutdown()

@@ -1,0 +1,93 @@
+"""The routes: /health, /health/quick, /health/live, /health/ready, /status, /status.json.
+
+Probe routes are marked ``@infrastructure`` (never rate limited nor redirected to
+HTTPS). Health answers are JSON with ``Cache-Control: no-store``; operators (OPS_TOKEN
+in the Authorization header) get full error texts, everyone else a scrubbed summary.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from flask import Blueprint, Response, current_app, render_template
+
+from stevedores import infrastructure, is_operator, operator_only
+
+from .report import dumps
+from .state import get_state
+from .status_page import status_data
+
+JSON = "application/json"
+_STARTED = time.monotonic()
+
+
+def _json(body: str | bytes, status: int, **headers: str) -> Response:
+    response = Response(body, status=status, mimetype=JSON)
+    response.headers["Cache-Control"] = "no-store"
+    for name, value in headers.items():
+        response.headers[name.replace("_", "-")] = value
+    return response
+
+
+def create_blueprint() -> Blueprint:
+    """A fresh blueprint for one app (templates and the status page's static files)."""
+    bp = Blueprint("health", __name__, template_folder="templates", static_folder="static",
+                   static_url_path="/health-assets")
+
+    @bp.get("/health")
+    @infrastructure
+    def comprehensive() -> Response:
+        """Run every check now (concurrently, each within its timeout)."""
+        report = get_state(current_app).run_all()
+        return _json(dumps(report.as_dict(operator=is_operator())), report.http_status)
+
+    @bp.get("/health/quick")
+    @infrastructure
+    def quick() -> Response:
+        """The last comprehensive result (statuses; operators get everything) and its age.
+
+        Never waits on a dependency once a snapshot exists.
+        """
+        report = get_state(current_app).snapshot.current()
+        age = report.age()
+        if is_operator():
+            body: str | bytes = dumps({**report.as_dict(operator=True), "age_seconds": round(age, 3), "cached": True})
+        else:
+            body = report.quick_json_with_age(age)
+        return _json(body, report.http_status, Age=str(int(age)))
+
+    @bp.get("/health/live")
+    @infrastructure
+    def live() -> Response:
+        """Liveness: the process answers. No dependency is checked, on purpose."""
+        return _json(dumps({"status": "alive", "pid": os.getpid(),
+                            "uptime_seconds": round(time.monotonic() - _STARTED, 1)}), 200)
+
+    @bp.get("/health/ready")
+    @infrastructure
+    def ready() -> Response:
+        """Readiness: every critical check passes (run now)."""
+        report = get_state(current_app).run_critical()
+        body = {"status": "ready" if report.critical_ok else "not_ready", "timestamp": report.iso_timestamp,
+                "checks": report.as_dict(operator=is_operator())["checks"]}
+        return _json(dumps(body), 200 if report.critical_ok else 503)
+
+    @bp.get("/status")
+    @operator_only(open_without_token=True)
+    def status_page() -> Response:
+        """The operators' status page (HTML; refreshes itself through static/status.js)."""
+        state = get_state(current_app)
+        data = status_data(state, state.snapshot.current(), operator=is_operator())
+        response = Response(render_template("health/status.html", data=data, h=data["health"]), mimetype="text/html")
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    @bp.get("/status.json")
+    @operator_only(open_without_token=True)
+    def status_json() -> Response:
+        """What the status page shows, for its refresh script."""
+        state = get_state(current_app)
+        return _json(dumps(status_data(state, state.snapshot.current(), operator=is_operator())), 200)
+
+    return bp
