@@ -1,27 +1,120 @@
-"""Hook implementations of the security plugin."""
+"""Hook implementations of the security plugin: Talisman headers and CSP, HTTPS in
+production, and rate limits that keep counting when Redis is down."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from stevedores import Middleware, Setting, Str, hookimpl
+from flask import Flask
+
+from stevedores import HealthCheck, Middleware, Setting, get_service, hookimpl
+from stevedores.settings import Config
+
+from . import csp
+from .counting import ResilientCounter
+from .headers import HeaderSafetyNet, Transport, adopt_request_handlers, chain_after, chain_before, init_talisman
+from .health import RateLimiterCheck, SecurityCheck
+from .limiting import RateLimits
+from .settings import SETTINGS
+
+EXTENSION = "stevedores_security"
+
+
+@dataclass
+class SecurityState:
+    """What startup built, for the middleware and health-check hooks."""
+
+    policy: dict[str, str]
+    production: bool
+    talisman_handlers: tuple[list[Any], list[Any]]
+    limiter_handlers: tuple[list[Any], list[Any]]
+    rate_limits: RateLimits
+    counter: ResilientCounter
+    transport: Transport
+    safety_net: HeaderSafetyNet
+
+
+def report_storage(telemetry: Any, in_use: str) -> None:
+    """Gauge ``rate_limit_storage{storage}``: 1 for the storage in use, 0 for the other."""
+    for storage in ("redis", "memory"):
+        telemetry.gauge("rate_limit_storage", 1 if storage == in_use else 0, storage=storage)
 
 
 @hookimpl
 def stevedores_settings() -> list[Setting]:
-    """Rate limits."""
-    return [
-        Setting("RATE_LIMITS", Str(), "1000 per hour;100 per minute", "Rate limits per client, ';'-separated."),
-    ]
-
-
-def _basic_headers(response: Any) -> Any:
-    response.headers.setdefault("X-Content-Type-Options", "nosniff")
-    response.headers.setdefault("X-Frame-Options", "DENY")
-    return response
+    """RATE_LIMITS, CSP_POLICY and SECURITY_EXEMPT_PATHS."""
+    return list(SETTINGS)
 
 
 @hookimpl
-def stevedores_middleware() -> list[Middleware]:
-    """Baseline security headers on every response."""
-    return [Middleware("basic-headers", order=100, after_request=_basic_headers)]
+def stevedores_services(config: Config, telemetry: Any) -> dict[str, Any]:
+    """The ``rate_limits`` service; it binds to the app in startup."""
+    return {"rate_limits": RateLimits(config["RATE_LIMITS"], telemetry, config["SECURITY_EXEMPT_PATHS"])}
+
+
+@hookimpl
+def stevedores_startup(app: Flask, config: Config) -> None:
+    """Initialise Talisman and the limiter; their request handlers are composed as middleware."""
+    runtime = app.extensions["stevedores"]
+    rate_limits: RateLimits | None = runtime.service("rate_limits")
+    if rate_limits is None:  # not offered (e.g. dropped): limit anyway
+        rate_limits = RateLimits(config["RATE_LIMITS"], runtime.telemetry, config["SECURITY_EXEMPT_PATHS"])
+    policy = config["CSP_POLICY"] or csp.validate_policy(csp.DEFAULT_POLICY)
+    production = config.is_production
+    telemetry = runtime.telemetry
+
+    counter = ResilientCounter(get_service(app, "redis"), runtime.worker_decision().final,
+                               lambda storage, _reason: report_storage(telemetry, storage))
+    report_storage(telemetry, counter.storage_in_use)
+    app.extensions[EXTENSION] = SecurityState(
+        policy=policy,
+        production=production,
+        talisman_handlers=adopt_request_handlers(app, lambda a: init_talisman(a, policy, production)),
+        limiter_handlers=adopt_request_handlers(app, lambda a: rate_limits.bind(a, counter)),
+        rate_limits=rate_limits,
+        counter=counter,
+        transport=Transport(production, config["SECURITY_EXEMPT_PATHS"]),
+        safety_net=HeaderSafetyNet(policy, production),
+    )
+
+
+@hookimpl
+def stevedores_middleware(app: Flask) -> list[Middleware]:
+    """HTTPS (50), header safety net (60), Talisman (100), rate limits (300)."""
+    state: SecurityState = app.extensions[EXTENSION]
+    limiter_after = chain_after(state.limiter_handlers[1])
+
+    def rate_limit_after(response: Any) -> Any:
+        return state.rate_limits.add_headers(limiter_after(response))
+
+    return [
+        Middleware("https", order=50, before_request=state.transport.redirect_to_https,
+                   after_request=state.transport.add_hsts),
+        Middleware("header-safety-net", order=60, wsgi=state.safety_net.wrap),
+        Middleware("talisman", order=100, before_request=chain_before(state.talisman_handlers[0]),
+                   after_request=chain_after(state.talisman_handlers[1])),
+        Middleware("rate-limits", order=300, before_request=chain_before(state.limiter_handlers[0]),
+                   after_request=rate_limit_after),
+    ]
+
+
+@hookimpl
+def stevedores_worker_started(app: Flask) -> None:
+    """Report the storage in use from each worker (a metrics sink may have subscribed after startup)."""
+    state: SecurityState | None = app.extensions.get(EXTENSION)
+    if state is not None:
+        report_storage(app.extensions["stevedores"].telemetry, state.counter.storage_in_use)
+
+
+@hookimpl
+def stevedores_health_checks(app: Flask) -> list[HealthCheck]:
+    """"security" (critical only when a header is actually missing) and "rate_limiter"."""
+    state: SecurityState = app.extensions[EXTENSION]
+    return [
+        HealthCheck("security", SecurityCheck(app, state.policy, state.production), critical=True, timeout=2.0,
+                    description="Talisman initialised, CSP enabled, security headers present on a real response"),
+        HealthCheck("rate_limiter", RateLimiterCheck(state.counter, state.rate_limits.app_limits, state.rate_limits),
+                    critical=False, timeout=1.0,
+                    description="Rate-limit storage in use (redis or memory) and why"),
+    ]

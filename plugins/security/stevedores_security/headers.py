@@ -1,0 +1,144 @@
+"""Security headers on every response: Talisman (CSP with nonces, frame options, nosniff,
+referrer and permissions policies), HTTPS redirects and HSTS in production, and a WSGI
+safety net for responses that Flask's after_request handlers never saw.
+
+HTTPS decisions use ``request.is_secure`` only, which the core's ProxyFix sets from
+X-Forwarded-Proto when TRUSTED_PROXIES trusts a proxy. Talisman's own redirect and HSTS
+are off because they read X-Forwarded-Proto themselves, trusting any client.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Iterable
+
+from flask import Flask, Response, redirect, request
+from flask_talisman import Talisman
+
+from stevedores import is_infrastructure
+
+from . import csp
+
+HSTS_VALUE = "max-age=31536000; includeSubDomains"
+REFERRER_POLICY = "strict-origin-when-cross-origin"
+PERMISSIONS_POLICY = {
+    "browsing-topics": "()", "camera": "()", "microphone": "()", "geolocation": "()", "payment": "()", "usb": "()",
+}
+
+Handler = Callable[..., Any]
+
+
+def init_talisman(app: Flask, policy: dict[str, str], production: bool) -> Talisman:
+    """Talisman with the validated ``policy``; redirect and HSTS are ours (see module doc)."""
+    talisman = Talisman()
+    talisman.init_app(
+        app,
+        force_https=False,
+        strict_transport_security=False,
+        frame_options="DENY",
+        content_security_policy=policy,
+        content_security_policy_nonce_in=csp.nonce_directives(policy),
+        referrer_policy=REFERRER_POLICY,
+        permissions_policy=PERMISSIONS_POLICY,
+        session_cookie_secure=production,
+        session_cookie_http_only=True,
+        x_content_type_options=True,
+    )
+    return talisman
+
+
+def adopt_request_handlers(app: Flask, init: Callable[[Flask], Any]) -> tuple[list[Handler], list[Handler]]:
+    """Run an extension's ``init(app)`` and take back the app-wide before/after_request
+    handlers it registered, so that the core composes them in middleware order."""
+    befores = app.before_request_funcs.setdefault(None, [])
+    afters = app.after_request_funcs.setdefault(None, [])
+    known_before, known_after = list(befores), list(afters)
+    init(app)
+    new_before = [f for f in befores if f not in known_before]
+    new_after = [f for f in afters if f not in known_after]
+    for f in new_before:
+        befores.remove(f)
+    for f in new_after:
+        afters.remove(f)
+    return new_before, new_after
+
+
+def chain_before(handlers: Iterable[Handler]) -> Callable[[], Any]:
+    """One before_request running ``handlers`` in order; the first answer short-circuits."""
+    handlers = list(handlers)
+
+    def before() -> Any:
+        for handler in handlers:
+            answer = handler()
+            if answer is not None:
+                return answer
+        return None
+
+    return before
+
+
+def chain_after(handlers: Iterable[Handler]) -> Callable[[Response], Response]:
+    """One after_request running ``handlers`` as Flask would (last registered first)."""
+    handlers = list(reversed(list(handlers)))
+
+    def after(response: Response) -> Response:
+        for handler in handlers:
+            response = handler(response)
+        return response
+
+    return after
+
+
+class Transport:
+    """HTTPS redirect (production, never for infrastructure routes) and HSTS on secure responses."""
+
+    def __init__(self, production: bool, exempt_paths: tuple[str, ...] = ()) -> None:
+        self.production = production
+        self.exempt_paths = exempt_paths
+
+    def redirect_to_https(self) -> Response | None:
+        """before_request: send plain-HTTP requests to https:// in production."""
+        if not self.production or request.is_secure:
+            return None
+        if is_infrastructure() or request.path.startswith(self.exempt_paths):
+            return None
+        code = 301 if request.method in ("GET", "HEAD") else 308
+        return redirect(request.url.replace("http://", "https://", 1), code=code)
+
+    def add_hsts(self, response: Response) -> Response:
+        """after_request: HSTS for one year on secure responses in production."""
+        if self.production and request.is_secure:
+            response.headers["Strict-Transport-Security"] = HSTS_VALUE
+        return response
+
+
+class HeaderSafetyNet:
+    """WSGI wrapper adding the baseline headers to any response that lacks them.
+
+    Flask's after_request covers everything Flask serves; this covers responses made
+    by other plugins' WSGI middleware and an after_request chain broken by an error.
+    """
+
+    def __init__(self, policy: dict[str, str], production: bool) -> None:
+        self.baseline = [
+            ("Content-Security-Policy", csp.render(policy)),
+            ("X-Frame-Options", "DENY"),
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", REFERRER_POLICY),
+        ]
+        self.production = production
+
+    def wrap(self, wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
+        """The WSGI middleware factory for :class:`stevedores.Middleware`."""
+
+        def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+            def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                present = {name.lower() for name, _ in headers}
+                headers = list(headers) + [(n, v) for n, v in self.baseline if n.lower() not in present]
+                if (self.production and environ.get("wsgi.url_scheme") == "https"
+                        and "strict-transport-security" not in present):
+                    headers.append(("Strict-Transport-Security", HSTS_VALUE))
+                return start_response(status, headers, exc_info)
+
+            return wsgi_app(environ, start)
+
+        return app

@@ -1,0 +1,56 @@
+"""The security plugin's settings and their parsers (every bad value names the setting)."""
+
+from __future__ import annotations
+
+from limits import parse_many
+
+from stevedores import Setting
+
+from .csp import CspPolicySetting
+
+DEFAULT_RATE_LIMITS = "1000 per hour;100 per minute"
+DISABLED_WORDS = ("none", "off")
+
+
+class RateLimitSpec:
+    """flask-limiter limit strings separated by ';' (``"none"`` turns the app-wide limits off)."""
+
+    expected = "limits like '1000 per hour;100 per minute' (or 'none')"
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if value.lower() in DISABLED_WORDS:
+            return ""
+        try:
+            items = parse_many(value)
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
+        if not items or any(item.amount < 1 for item in items):
+            raise ValueError(f"expected {self.expected}; every limit must allow at least 1 request")
+        return value
+
+
+class PathPrefixes:
+    """Comma-separated URL path prefixes, each starting with '/'."""
+
+    expected = "comma-separated path prefixes starting with '/', e.g. /healthz,/ping"
+
+    def __call__(self, raw: str) -> tuple[str, ...]:
+        prefixes = tuple(part.strip() for part in raw.split(",") if part.strip())
+        bad = [p for p in prefixes if not p.startswith("/")]
+        if bad:
+            raise ValueError(f"expected {self.expected}; {bad[0]!r} does not start with '/'")
+        return prefixes
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("RATE_LIMITS", RateLimitSpec(), DEFAULT_RATE_LIMITS,
+            "Rate limits per client address across the whole app (all routes share one budget), "
+            "';'-separated; 'none' turns them off. Probe routes are never limited."),
+    Setting("CSP_POLICY", CspPolicySetting(), None,
+            "Content-Security-Policy replacing the default, as a JSON object of directives; "
+            "validated at start-up. script-src/style-src get per-request nonces."),
+    Setting("SECURITY_EXEMPT_PATHS", PathPrefixes(), (),
+            "Extra path prefixes treated like @infrastructure routes (never rate limited nor redirected "
+            "to HTTPS), for probe routes a third-party plugin did not mark."),
+)

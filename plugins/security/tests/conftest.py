@@ -1,0 +1,8 @@
+"""Makes security_helpers importable by this directory's test modules (pytest runs in importlib mode)."""
+
+import sys
+from pathlib import Path
+
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)

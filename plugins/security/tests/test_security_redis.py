@@ -1,0 +1,186 @@
+"""Rate-limit counting in a real redis-server: shared counts, outages, the breaker, recovery.
+
+The first tests drive the storage through a minimal implementation of the ``redis``
+service contract (docs/plugins.md) over redis-py; the last one runs the same story
+through the real redis_resilience plugin.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+import pytest
+import redis as redis_py
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from security_helpers import ProbePlugin, Recorder
+from stevedores_security.counting import REDIS_PREFIX
+
+from stevedores import hookimpl
+
+READ_TIMEOUT = 0.3
+
+
+class ContractRedis:
+    """The ``redis`` service contract over redis-py; ``open`` simulates an open breaker."""
+
+    def __init__(self, url: str) -> None:
+        self.client = redis_py.Redis.from_url(url, socket_timeout=READ_TIMEOUT, socket_connect_timeout=READ_TIMEOUT,
+                                              retry=Retry(NoBackoff(), 0))
+        self.read_timeout = READ_TIMEOUT
+        self.configured = True
+        self.open = False
+        self.calls = 0
+
+    @property
+    def state(self) -> str:
+        """``open`` or ``closed``."""
+        return "open" if self.open else "closed"
+
+    def call(self, fn: Callable[[Any], Any], fallback: Callable[[], Any]) -> Any:
+        """fn(client), or fallback() when open or failing."""
+        if self.open:
+            return fallback()
+        self.calls += 1
+        try:
+            return fn(self.client)
+        except (redis_py.RedisError, OSError):
+            return fallback()
+
+
+class OffersRedis:
+    """Test plugin offering a ContractRedis as the ``redis`` service."""
+
+    def __init__(self, service: ContractRedis) -> None:
+        self.service = service
+
+    @hookimpl
+    def stevedores_services(self) -> dict[str, Any]:
+        return {"redis": self.service}
+
+
+def _app(make: Callable, service: ContractRedis, limits: str) -> Any:
+    return make(plugins=["security"], env={"RATE_LIMITS": limits, "WEB_WORKERS": "2"},
+                extra_plugins=[("contract_redis", OffersRedis(service)), ("probe", ProbePlugin())])
+
+
+def _counters(url: str) -> dict[str, int]:
+    plain = redis_py.Redis.from_url(url)
+    return {k.decode(): int(plain.get(k)) for k in plain.scan_iter(REDIS_PREFIX + "*")}
+
+
+def _rate_check(app: Any) -> dict[str, Any]:
+    checks = {c.name: c for _p, c in app.extensions["stevedores"].health_checks}
+    return dict(checks["rate_limiter"].func())
+
+
+def test_counts_in_redis_are_shared_by_workers_and_expire(
+        make_stevedores_app: Callable, redis_server: Callable) -> None:
+    server = redis_server()
+    worker_1 = _app(make_stevedores_app, ContractRedis(server.url), "5 per minute").test_client()
+    worker_2 = _app(make_stevedores_app, ContractRedis(server.url), "5 per minute").test_client()
+    statuses = [worker_1.get("/probe/a").status_code for _ in range(3)]
+    statuses += [worker_2.get("/probe/b").status_code for _ in range(2)]
+    assert statuses == [200] * 5  # in memory each worker would have allowed only 5 // 2 = 2
+    assert worker_1.get("/probe/a").status_code == 429 and worker_2.get("/probe/a").status_code == 429
+    counters = _counters(server.url)
+    assert list(counters.values()) == [7]  # one key: per client across the app
+    ttl = redis_py.Redis.from_url(server.url).ttl(next(iter(counters)))
+    assert 0 < ttl <= 60  # the earlier dashboard's keys never expired
+
+
+def test_outage_moves_counting_to_memory_without_errors_or_waiting(
+        make_stevedores_app: Callable, redis_server: Callable) -> None:
+    server = redis_server()
+    service = ContractRedis(server.url)
+    app = _app(make_stevedores_app, service, "1000 per hour;6 per minute")
+    sink = Recorder()
+    app.extensions["stevedores"].telemetry.subscribe(sink)
+    client = app.test_client()
+    assert client.get("/probe/a").status_code == 200 and _rate_check(app)["storage"] == "redis"
+
+    server.pause()  # hung server: a call waits for the read timeout
+    calls, started = service.calls, time.monotonic()
+    hung = client.get("/probe/a")
+    elapsed = time.monotonic() - started
+    assert hung.status_code == 200
+    assert service.calls - calls == 1  # two limits and the headers, but one wait per request at most
+    assert elapsed < READ_TIMEOUT * 2 + 0.5, elapsed
+    server.resume()
+    server.kill()
+
+    statuses = [client.get("/probe/a").status_code for _ in range(3)]
+    assert statuses == [200, 200, 429]  # memory share: 6 // 2 workers = 3 (the hung request was the first)
+    check = _rate_check(app)
+    assert check["storage"] == "memory" and check["status"] == "degraded"
+    assert check["reason"] == "a Redis call failed or timed out"
+    assert ("rate_limit_storage", 1, {"storage": "memory"}) in sink.gauges
+
+    service.open = True  # the breaker opened: Redis is not even tried
+    calls = service.calls
+    durations = []
+    for _ in range(5):
+        started = time.monotonic()
+        response = client.get("/probe/b")
+        durations.append(time.monotonic() - started)
+        assert response.status_code == 429 and response.headers["Retry-After"]
+    assert service.calls == calls and max(durations) < 0.5, durations  # Redis never tried
+    assert _rate_check(app)["reason"] == "Redis circuit breaker is open"
+
+    server.start()  # back, empty; the breaker closes
+    service.open = False
+    assert client.get("/probe/b").status_code == 200  # a fresh window in Redis
+    assert sorted(_counters(server.url).values()) == [1, 1]  # the hour and the minute windows
+    assert _rate_check(app)["storage"] == "redis" and _rate_check(app)["status"] == "healthy"
+    assert sink.gauges[-2:] == [("rate_limit_storage", 1, {"storage": "redis"}),
+                                ("rate_limit_storage", 0, {"storage": "memory"})]
+
+
+def test_real_redis_resilience_plugin_hang_kill_and_restart(
+        make_stevedores_app: Callable, redis_server: Callable) -> None:
+    server = redis_server()
+    env = {"REDIS_URL": server.url, "RATE_LIMITS": "1000 per hour;10 per minute", "WEB_WORKERS": "2",
+           "REDIS_BREAKER_FAILURE_THRESHOLD": "2", "REDIS_BREAKER_RECOVERY_TIMEOUT": "2",
+           "REDIS_READ_TIMEOUT_MS": "1000", "REDIS_CONNECT_TIMEOUT_MS": "1000"}
+    app = make_stevedores_app(plugins=["security", "redis_resilience"], env=env,
+                              extra_plugins=[("probe", ProbePlugin())])
+    redis_service = app.extensions["stevedores"].service("redis")
+    if redis_service is None:
+        pytest.fail("the redis_resilience plugin offers no redis service")
+    client = app.test_client()
+    assert [client.get("/probe/a").status_code for _ in range(3)] == [200] * 3
+    assert sorted(_counters(server.url).values()) == [3, 3]
+
+    server.pause()  # hung: each call through a closed breaker waits one read timeout (1 s)
+    statuses, waited, after_open = [], [], []
+    for _ in range(7):
+        was_open = redis_service.state == "open"
+        started = time.monotonic()
+        statuses.append(client.get("/probe/a").status_code)
+        (after_open if was_open else waited).append(time.monotonic() - started)
+    assert statuses == [200] * 5 + [429] * 2  # in memory: 10 // 2 workers
+    assert len(waited) == 2 and all(0.9 < w < 1.9 for w in waited), waited  # one wait per request, not three
+    assert len(after_open) == 5 and max(after_open) < 0.5, after_open  # breaker open: no wait at all
+    server.resume()
+    server.kill()  # mid-run, while the breaker is open
+    for _ in range(3):
+        started = time.monotonic()
+        response = client.get("/probe/b")
+        assert response.status_code == 429 and time.monotonic() - started < 0.5
+    assert _rate_check(app)["reason"] == "Redis circuit breaker is open"
+
+    server.start()  # empty dataset; after the recovery timeout a probe closes the breaker
+    deadline = time.monotonic() + 10
+    while not _counters(server.url) and time.monotonic() < deadline:
+        assert client.get("/probe/b").status_code < 500
+        time.sleep(0.2)
+    assert _counters(server.url), "counting never came back to Redis"
+    assert redis_service.state == "closed" and _rate_check(app)["storage"] == "redis"
+
+
+def test_redis_resilience_without_redis_url_counts_in_memory(make_stevedores_app: Callable) -> None:
+    app = make_stevedores_app(plugins=["security", "redis_resilience"], env={"WEB_WORKERS": "1"})
+    check = _rate_check(app)
+    assert check["storage"] == "memory" and check["reason"] == "REDIS_URL is not set"
+    assert check["status"] == "healthy"
