@@ -221,3 +221,21 @@ def test_failure_is_logged_once_with_the_reason(make_stevedores_app: Callable, c
         make_stevedores_app(plugins=[], extra_plugins=[("bad", Raises())])
     lines = [r.getMessage() for r in caplog.records if "Plugin bad" in r.getMessage()]
     assert len(lines) == 1 and "boom in startup" in lines[0]
+
+
+def test_sessions_survive_the_cached_serializer(make_stevedores_app: Callable) -> None:
+    from flask import session
+
+    class Counter:
+        @hookimpl
+        def stevedores_startup(self, app: Flask) -> None:
+            @app.get("/count")
+            def count() -> str:
+                session["n"] = session.get("n", 0) + 1
+                return str(session["n"])
+
+    app = make_stevedores_app(plugins=[], extra_plugins=[("counter", Counter())])
+    client = app.test_client()
+    assert [client.get("/count").text for _ in range(3)] == ["1", "2", "3"]
+    app.secret_key = "another-secret-key-" + "y" * 32  # rotated: old cookies no longer verify
+    assert client.get("/count").text == "1"

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Iterable, Mapping
 
 from flask import Flask, render_template
+from flask.sessions import SecureCookieSessionInterface
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .logs import configure_logging
@@ -33,6 +34,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
         SESSION_COOKIE_SECURE=config.is_production,
         PREFERRED_URL_SCHEME="https" if config.is_production else "http",
     )
+    app.session_interface = CachedSerializerSessions()
     app.extensions["stevedores"] = runtime
     runtime.attach(app)
     _compose_middleware(app, runtime)
@@ -42,6 +44,21 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
         n = config["TRUSTED_PROXIES"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     return app
+
+
+class CachedSerializerSessions(SecureCookieSessionInterface):
+    """Flask's cookie sessions, with the signing serializer built once instead of per request."""
+
+    def __init__(self) -> None:
+        self._serializer: tuple[object, object] | None = None
+
+    def get_signing_serializer(self, app: Flask):  # noqa: ANN201 - as in Flask
+        """The serializer for the app's current secret key(s), cached while they do not change."""
+        key = (app.secret_key, tuple(app.config.get("SECRET_KEY_FALLBACKS") or ()))
+        cached = self._serializer
+        if cached is None or cached[0] != key:
+            cached = self._serializer = (key, super().get_signing_serializer(app))
+        return cached[1]
 
 
 def _compose_middleware(app: Flask, runtime: Runtime) -> None:

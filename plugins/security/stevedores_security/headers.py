@@ -88,6 +88,22 @@ def chain_after(handlers: Iterable[Handler]) -> Callable[[Response], Response]:
     return after
 
 
+def skip_for_infrastructure(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a before/after_request handler so that infrastructure routes bypass it.
+
+    Probes and scrapers get JSON or text, never a page: they need no nonce, no rate
+    limit and no per-request policy rendering. :class:`HeaderSafetyNet` still gives
+    their responses the full baseline of headers, precomputed once.
+    """
+
+    def handle(*args: Any) -> Any:
+        if is_infrastructure():
+            return args[0] if args else None
+        return handler(*args)
+
+    return handle
+
+
 class Transport:
     """HTTPS redirect (production, never for infrastructure routes) and HSTS on secure responses."""
 

@@ -13,7 +13,15 @@ from stevedores.settings import Config
 
 from . import csp
 from .counting import ResilientCounter
-from .headers import HeaderSafetyNet, Transport, adopt_request_handlers, chain_after, chain_before, init_talisman
+from .headers import (
+    HeaderSafetyNet,
+    Transport,
+    adopt_request_handlers,
+    chain_after,
+    chain_before,
+    init_talisman,
+    skip_for_infrastructure,
+)
 from .health import RateLimiterCheck, SecurityCheck
 from .limiting import RateLimits
 from .settings import SETTINGS
@@ -81,7 +89,11 @@ def stevedores_startup(app: Flask, config: Config) -> None:
 
 @hookimpl
 def stevedores_middleware(app: Flask) -> list[Middleware]:
-    """HTTPS (50), header safety net (60), Talisman (100), rate limits (300)."""
+    """HTTPS (50), header safety net (60), Talisman (100), rate limits (300).
+
+    Infrastructure routes (probes, scrapers) skip Talisman and the limiter entirely:
+    the safety net gives them the precomputed baseline headers.
+    """
     state: SecurityState = app.extensions[EXTENSION]
     limiter_after = chain_after(state.limiter_handlers[1])
 
@@ -92,10 +104,12 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
         Middleware("https", order=50, before_request=state.transport.redirect_to_https,
                    after_request=state.transport.add_hsts),
         Middleware("header-safety-net", order=60, wsgi=state.safety_net.wrap),
-        Middleware("talisman", order=100, before_request=chain_before(state.talisman_handlers[0]),
-                   after_request=chain_after(state.talisman_handlers[1])),
-        Middleware("rate-limits", order=300, before_request=chain_before(state.limiter_handlers[0]),
-                   after_request=rate_limit_after),
+        Middleware("talisman", order=100,
+                   before_request=skip_for_infrastructure(chain_before(state.talisman_handlers[0])),
+                   after_request=skip_for_infrastructure(chain_after(state.talisman_handlers[1]))),
+        Middleware("rate-limits", order=300,
+                   before_request=skip_for_infrastructure(chain_before(state.limiter_handlers[0])),
+                   after_request=skip_for_infrastructure(rate_limit_after)),
     ]
 
 
