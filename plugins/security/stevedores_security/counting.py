@@ -149,7 +149,7 @@ class ResilientCounter:
             result = in_memory()
         if fell_back:
             _give_up_for_this_request()
-            self._observe("memory", _reason_for(getattr(self.redis, "state", "")))
+            self._observe("memory", reason_for(getattr(self.redis, "state", "")))
         else:
             self._observe("redis", "Redis answers (counts shared by all workers)")
         return result
@@ -171,7 +171,7 @@ class ResilientCounter:
             self._on_change(storage, reason)
 
 
-def _reason_for(state: str) -> str:
+def reason_for(state: str) -> str:
     return {
         "open": "Redis circuit breaker is open",
         "half-open": "Redis circuit breaker is half-open (probe in flight)",

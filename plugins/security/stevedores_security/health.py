@@ -15,7 +15,7 @@ from typing import Any
 
 from flask import Flask
 
-from .counting import ResilientCounter
+from .counting import ResilientCounter, reason_for
 
 SELF_TEST_TTL = 60.0
 
@@ -83,9 +83,14 @@ class RateLimiterCheck:
     def __call__(self) -> dict[str, Any]:
         counter = self.counter
         redis = counter.redis
+        storage, reason = counter.storage_in_use, counter.reason
+        if redis is not None and getattr(redis, "state", "") == "open":
+            # The next counted request goes to memory without asking Redis: say so now,
+            # not only after a request has been counted.
+            storage, reason = "memory", reason_for("open")
         figures: dict[str, Any] = {
-            "storage": counter.storage_in_use,
-            "reason": counter.reason,
+            "storage": storage,
+            "reason": reason,
             "limits": self.app_limits or "none",
             "scope": "per client across the whole app",
             "memory_limit_divisor": counter.workers,
@@ -93,5 +98,5 @@ class RateLimiterCheck:
         }
         if redis is not None:
             figures["redis_state"] = getattr(redis, "state", "unknown")
-        degraded = redis is not None and counter.storage_in_use == "memory"
+        degraded = redis is not None and storage == "memory"
         return {**figures, "status": "degraded" if degraded else "healthy"}

@@ -1,0 +1,65 @@
+"""docs/deployment.md: its settings table and the troubleshooting commands it promises."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import time
+import urllib.request
+from pathlib import Path
+from typing import Callable
+
+import pytest
+
+from stevedores.cli import settings_table
+from stevedores.plugins import Plugins
+from stevedores.testing import require_service
+
+REPO = Path(__file__).resolve().parent.parent
+DOC = (REPO / "docs" / "deployment.md").read_text()
+
+
+def console_blocks(state: str) -> list[tuple[str, str]]:
+    """(command, expected output) pairs of the console blocks marked with ``state``."""
+    pairs = []
+    for block in re.findall(rf"<!-- state: {state} -->\n```console\n(.*?)```", DOC, re.S):
+        for chunk in re.split(r"^\$ ", block, flags=re.M)[1:]:
+            command, _, output = chunk.partition("\n")
+            pairs.append((command, output.strip()))
+    return pairs
+
+
+def run_commands(state: str, url: str) -> None:
+    pairs = console_blocks(state)
+    assert pairs, f"docs/deployment.md has no console block for state {state}"
+    for command, expected in pairs:
+        shown = command.replace("http://127.0.0.1:8000", url)
+        result = subprocess.run(["bash", "-o", "pipefail", "-c", shown], capture_output=True, text=True, timeout=30)
+        assert result.stdout.strip() == expected, f"{command!r} printed {result.stdout.strip()!r}, not {expected!r}"
+
+
+def test_environment_table_matches_the_declared_settings() -> None:
+    block = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", DOC, re.S)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEVEDORES_")}
+    assert block and block.group(1).strip() == settings_table(Plugins.from_environ(env)).strip(), (
+        "docs/deployment.md settings table is stale: regenerate it with `stevedores settings --markdown`")
+
+
+@pytest.mark.timeout(90)
+def test_troubleshooting_commands_print_what_the_guide_says(gunicorn_server: Callable, redis_server: Callable) -> None:
+    for tool in ("curl", "jq"):
+        require_service(tool, shutil.which(tool) is not None, "make install-test installs it")
+    redis = redis_server()
+    server = gunicorn_server(env={"FLASK_ENV": "production", "SECRET_KEY": "d" * 40, "REDIS_URL": redis.url,
+                                  "WEB_WORKERS": "1", "REDIS_BREAKER_FAILURE_THRESHOLD": "2"},
+                             ready_path="/health/live")
+    run_commands("healthy", server.url)
+    redis.kill()
+    for _ in range(10):  # the redis check's pings open the breaker after the threshold
+        body = urllib.request.urlopen(server.url + "/health", timeout=10).read()
+        if b'"circuit_breaker_state":"open"' in body.replace(b" ", b""):
+            break
+        time.sleep(0.2)
+    run_commands("redis-down", server.url)
