@@ -1,0 +1,1 @@
+"""Stevedores operations: vessel calls, cargo tallies and the dashboard operators open every morning."""

@@ -1,0 +1,145 @@
+"""CLI commands: ``stevedores users create|token``, ``stevedores demo-data``, ``stevedores db upgrade|current``."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import click
+
+
+def _engine() -> tuple[Any, Any]:
+    """(runtime, engine) from the environment's settings, schema migrated (or checked) first."""
+    from stevedores import ConfigError, Runtime
+
+    from .migrate import current_revision, head_revision, upgrade
+
+    try:
+        runtime = Runtime.load()
+    except ConfigError as exc:
+        click.echo(f"stevedores: {exc}", err=True)
+        sys.exit(2)
+    engine = runtime.engine
+    if runtime.config["OPERATIONS_AUTO_MIGRATE"]:
+        upgrade(engine)
+    elif current_revision(engine) != head_revision():
+        click.echo("stevedores: the operations schema is not up to date: run 'stevedores db upgrade'", err=True)
+        sys.exit(1)
+    return runtime, engine
+
+
+def register(cli: click.Group) -> None:
+    """Add the plugin's commands to the ``stevedores`` group."""
+
+    @cli.group("users")
+    def users() -> None:
+        """Operations accounts (roles: clerk posts tallies; manager also manages vessel calls)."""
+
+    @users.command("create")
+    @click.argument("username")
+    @click.option("--role", type=click.Choice(["clerk", "manager"]), required=True)
+    @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+    @click.option("--token", "with_token", is_flag=True, help="Also issue an API token (printed once).")
+    def users_create(username: str, role: str, password_stdin: bool, with_token: bool) -> None:
+        """Create an account; the password is prompted for (twice) unless --password-stdin."""
+        from .accounts import AccountError, create_user, issue_token
+
+        if password_stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        _runtime, engine = _engine()
+        try:
+            create_user(engine, username, password, role)
+            click.echo(f"created {role} {username.strip().lower()}")
+            if with_token:
+                click.echo(f"API token (shown once): {issue_token(engine, username, 'created with account')}")
+        except AccountError as exc:
+            click.echo(f"stevedores: {exc}", err=True)
+            sys.exit(1)
+        finally:
+            engine.dispose()
+
+    @users.command("token")
+    @click.argument("username")
+    @click.option("--label", default="", help="What the token is for (e.g. the device).")
+    def users_token(username: str, label: str) -> None:
+        """Issue a new API bearer token for an account (only its hash is stored)."""
+        from .accounts import AccountError, issue_token
+
+        _runtime, engine = _engine()
+        try:
+            click.echo(issue_token(engine, username, label))
+        except AccountError as exc:
+            click.echo(f"stevedores: {exc}", err=True)
+            sys.exit(1)
+        finally:
+            engine.dispose()
+
+    @users.command("deactivate")
+    @click.argument("username")
+    def users_deactivate(username: str) -> None:
+        """Lock an account out (its sessions and API tokens stop working at once)."""
+        from .accounts import AccountError, deactivate_user
+
+        _runtime, engine = _engine()
+        try:
+            deactivate_user(engine, username)
+            click.echo(f"deactivated {username.strip().lower()}")
+        except AccountError as exc:
+            click.echo(f"stevedores: {exc}", err=True)
+            sys.exit(1)
+        finally:
+            engine.dispose()
+
+    @cli.command("demo-data")
+    @click.option("--force", is_flag=True, help="Add the sample even if vessel calls exist.")
+    def demo_data(force: bool) -> None:
+        """Load a sample: vessel calls in every state and about a day of tallies."""
+        from .demo import has_data, load_demo
+
+        _runtime, engine = _engine()
+        try:
+            if has_data(engine) and not force:
+                click.echo("vessel calls exist already; nothing loaded (use --force to add the sample anyway)")
+                return
+            calls, tallies = load_demo(engine)
+            click.echo(f"loaded {calls} vessel calls and {tallies} tallies")
+        finally:
+            engine.dispose()
+
+    db = cli.commands.get("db")
+    if not isinstance(db, click.Group):
+        @cli.group("db")
+        def db() -> None:
+            """Database schema migrations."""
+
+    upgrade_name = "upgrade" if "upgrade" not in db.commands else "upgrade-operations"
+
+    @db.command(upgrade_name)
+    def db_upgrade() -> None:
+        """Upgrade the operations schema to the newest revision (data is kept)."""
+        from stevedores import ConfigError, Runtime
+
+        from .migrate import upgrade
+
+        try:
+            runtime = Runtime.load()
+        except ConfigError as exc:
+            click.echo(f"stevedores: {exc}", err=True)
+            sys.exit(2)
+        before, after = upgrade(runtime.engine)
+        click.echo(f"operations schema: {before or 'empty'} -> {after}" if before != after
+                   else f"operations schema: already at {after}")
+        runtime.engine.dispose()
+
+    @db.command("current" if "current" not in db.commands else "current-operations")
+    def db_current() -> None:
+        """Show the operations schema revision and the newest one this code knows."""
+        from stevedores import Runtime
+
+        from .migrate import current_revision, head_revision
+
+        runtime = Runtime.load()
+        click.echo(f"operations schema: {current_revision(runtime.engine) or 'empty'} (newest: {head_revision()})")
+        runtime.engine.dispose()

@@ -1,0 +1,165 @@
+"""The pages operators use: the dashboard (``/``), a vessel page with its chart and tally form, login.
+
+Pages are server-rendered (no script at all), so they work under the strict CSP and
+on a phone at the quay. Forms post back with the session's CSRF token.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Callable
+
+from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
+
+from .accounts import authenticate, may
+from .charts import cumulative_chart
+from .context import csrf_token, form_data, require_csrf, session_user, state
+from .domain import (
+    CATEGORIES,
+    OPERATION_TYPES,
+    STATUSES,
+    TALLY_DIRECTIONS,
+    VESSEL_TYPES,
+    NotFoundError,
+    OperationsError,
+    parse_iso,
+    timestamp_column,
+    utcnow,
+)
+from .store import list_tallies, post_tally, read_vessel_call, tally_series, update_vessel_call
+
+STATUS_WORDS = {s: s.replace("_", " ") for s in STATUSES}
+
+
+def _hhmm(value: str | None) -> str:
+    """``2026-05-01T06:30:00Z`` -> ``01 May 06:30`` (UTC), or an em dash."""
+    if not value:
+        return "—"
+    return f"{parse_iso(value):%d %b %H:%M}"
+
+
+def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blueprint:
+    """The page blueprint (static files under /operations/static)."""
+    pages = Blueprint("operations", __name__, template_folder="templates", static_folder="static",
+                      static_url_path="/operations/static")
+
+    @pages.errorhandler(NotFoundError)
+    def not_found(exc: NotFoundError) -> Any:
+        return render_template("operations/not_found.html", message=str(exc)), 404
+
+    @pages.app_template_filter("when")
+    def when(value: str | None) -> str:
+        return _hhmm(value)
+
+    @pages.app_context_processor
+    def page_context() -> dict[str, Any]:
+        return {"operations_user": session_user, "csrf_token": csrf_token, "status_words": STATUS_WORDS,
+                "status_page": state().status_page}
+
+    @pages.get("/")
+    def dashboard() -> Any:
+        ops = state()
+        raw = ops.summary.get_json()
+        anonymous = not session  # no login, no flash message, no CSRF token: the page is the same for everyone
+        memo = ops.anonymous_page
+        if anonymous and memo is not None and memo[0] == raw:
+            html = memo[1]
+        else:
+            html = render_template("operations/dashboard.html", summary=json.loads(raw))
+            if anonymous:
+                ops.anonymous_page = (raw, html)
+        response = app.make_response(html)
+        response.headers["Cache-Control"] = "no-cache"
+        return response
+
+    @pages.get("/vessels/<int:call_id>")
+    def vessel(call_id: int) -> Any:
+        return _vessel_page(call_id)
+
+    @pages.post("/vessels/<int:call_id>/tallies")
+    def vessel_tally(call_id: int) -> Any:
+        require_csrf()
+        user = session_user()
+        if user is None:
+            return redirect(url_for("operations.login", next=request.path))
+        if not may(user.role, "tally"):
+            return _vessel_page(call_id, errors=[("role", f"a {user.role} may not post tallies")], status=403)
+        ops = state()
+        try:
+            tally, created = post_tally(ops.engine, form_data(), user, vessel_call_id=call_id,
+                                        shift_starts=ops.shift_starts)
+        except OperationsError as exc:
+            return _vessel_page(call_id, errors=[(e.field, e.message) for e in exc.errors], status=exc.status,
+                                form=request.form)
+        if created:
+            ops.summary.invalidate()
+        flash(f"Tallied {tally['units']} {tally['category']} {tally['direction']} in zone {tally['zone']}"
+              + ("" if created else " (already recorded: counted once)"))
+        return redirect(url_for("operations.vessel", call_id=call_id), code=303)
+
+    @pages.post("/vessels/<int:call_id>/status")
+    def vessel_status(call_id: int) -> Any:
+        require_csrf()
+        user = session_user()
+        if user is None:
+            return redirect(url_for("operations.login", next=request.path))
+        if not may(user.role, "manage"):
+            return _vessel_page(call_id, errors=[("role", f"a {user.role} may not change a vessel call")], status=403)
+        try:
+            call = update_vessel_call(state().engine, call_id, {"status": request.form.get("status", "")})
+        except OperationsError as exc:
+            return _vessel_page(call_id, errors=[(e.field, e.message) for e in exc.errors], status=exc.status)
+        state().summary.invalidate()
+        flash(f"{call['vessel_name']} is now {STATUS_WORDS[call['status']]}")
+        return redirect(url_for("operations.vessel", call_id=call_id), code=303)
+
+    @pages.route("/login", methods=["GET", "POST"])
+    @login_limit
+    def login() -> Any:
+        if request.method == "GET":
+            return render_template("operations/login.html", next=_safe_next(request.args.get("next")))
+        require_csrf()
+        user = authenticate(state().engine, request.form.get("username", ""), request.form.get("password", ""))
+        if user is None:
+            return render_template("operations/login.html", error="Unknown username or wrong password.",
+                                   next=_safe_next(request.form.get("next"))), 401
+        session.clear()
+        session["uid"] = user.id
+        csrf_token()
+        return redirect(_safe_next(request.form.get("next")), code=303)
+
+    @pages.post("/logout")
+    def logout() -> Any:
+        require_csrf()
+        session.clear()
+        return redirect(url_for("operations.dashboard"), code=303)
+
+    return pages
+
+
+def _safe_next(target: str | None) -> str:
+    """Only site-relative paths (no open redirect)."""
+    return target if target and target.startswith("/") and not target.startswith("//") else "/"
+
+
+def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, status: int = 200,
+                 form: Any = None) -> Any:
+    ops = state()
+    call = read_vessel_call(ops.engine, call_id)  # NotFoundError -> 404 (app handler)
+    planned_by_direction = {d: sum(call["planned"][d].values()) for d in call["planned"]}
+    chart = cumulative_chart(tally_series(ops.engine, call_id), planned_by_direction, utcnow(),
+                             f"Units tallied over time for {call['vessel_name']}")
+    here = STATUSES.index(call["status"])
+    user = session_user()
+    context = {
+        "call": call, "chart": chart, "tallies": list_tallies(ops.engine, call_id, limit=50), "errors": errors or [],
+        "form": form or {}, "idempotency_key": uuid.uuid4().hex,
+        "directions": [t for t, d in TALLY_DIRECTIONS.items() if d in OPERATION_TYPES[call["operation_type"]]],
+        "categories": [c for c in CATEGORIES if c in VESSEL_TYPES[call["vessel_type"]]],
+        "next_status": STATUSES[here + 1] if here + 1 < len(STATUSES) else None,
+        "timeline": [(s, call["status_times"][s]) for s in STATUSES],
+        "may_tally": bool(user and may(user.role, "tally")), "may_manage": bool(user and may(user.role, "manage")),
+        "timestamp_column": timestamp_column,
+    }
+    return render_template("operations/vessel.html", **context), status

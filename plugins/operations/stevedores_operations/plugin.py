@@ -1,0 +1,140 @@
+"""Hook implementations of the operations plugin: settings, start-up, health check, links, commands."""
+
+from __future__ import annotations
+
+import logging
+import re
+from datetime import datetime
+from typing import Any, Callable
+
+from flask import Flask
+from sqlalchemy import func, select
+
+from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
+
+from .context import OperationsState
+from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
+from .migrate import current_revision, head_revision, upgrade
+from .summary import SummaryCache
+from .tables import tallies, vessel_calls
+
+log = logging.getLogger("stevedores.operations")
+
+
+class RateSpec:
+    """Setting parser: a rate limit such as ``120 per minute`` or ``5/minute; 50/hour``."""
+
+    expected = "a rate limit like '120 per minute' or '5/minute; 50/hour'"
+    _one = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
+
+    def __call__(self, raw: str) -> str:
+        parts = [p for p in re.split(r"[;,]", raw) if p.strip()]
+        if not parts or not all(self._one.match(p) for p in parts):
+            raise ValueError(f"expected {self.expected}")
+        return raw.strip()
+
+
+@hookimpl
+def stevedores_settings() -> list[Setting]:
+    """The operations plugin's settings."""
+    return [
+        Setting("OPERATIONS_AUTO_MIGRATE", Bool(), True,
+                "Upgrade the operations schema at start-up (off: run 'stevedores db upgrade' before deploying)."),
+        Setting("OPERATIONS_STALE_TALLY_MINUTES", Int(min=1, max=1440), 30,
+                "Health check 'operations' warns when an active vessel has had no tally for this many minutes."),
+        Setting("OPERATIONS_SUMMARY_CACHE_SECONDS", Int(min=0, max=3600), 10,
+                "Seconds the dashboard summary is cached (0: computed on every request)."),
+        Setting("OPERATIONS_TALLY_RATE_LIMIT", RateSpec(), "120 per minute",
+                "Rate limit of tally posts per client address (needs the rate_limits service)."),
+        Setting("OPERATIONS_LOGIN_RATE_LIMIT", RateSpec(), "5 per minute; 30 per hour",
+                "Failed logins allowed per client address (needs the rate_limits service)."),
+        Setting("OPERATIONS_SHIFT_STARTS", ShiftStarts(), DEFAULT_SHIFTS,
+                "Shift start times, UTC, comma-separated HH:MM (rates and shift labels)."),
+        Setting("OPERATIONS_BERTHS", Csv(), (), "Berths always listed on the dashboard, even when free."),
+    ]
+
+
+def _limit(app: Flask, spec: str, scope: str, deduct_when: Callable[[Any], bool] | None = None) -> Callable:
+    """The rate_limits service's decorator, or a no-op when the service is absent."""
+    limits = get_service(app, "rate_limits")
+    if limits is None:
+        return lambda view: view
+    return limits.limit(spec, scope=scope, deduct_when=deduct_when)
+
+
+@hookimpl
+def stevedores_startup(app: Flask, config: Any) -> None:
+    """Migrate (if enabled), then register the pages, the API and the per-app state."""
+    from .api import build_api
+    from .pages import build_pages
+
+    runtime = get_runtime(app)
+    if config["OPERATIONS_AUTO_MIGRATE"]:
+        upgrade(runtime.engine)
+    else:
+        at, head = current_revision(runtime.engine), head_revision()
+        if at != head:
+            log.error("operations schema is at %s, code expects %s: run 'stevedores db upgrade'", at or "empty", head)
+    summary = SummaryCache(lambda: runtime.engine, get_service(app, "cache"),
+                           config["OPERATIONS_SUMMARY_CACHE_SECONDS"], config["OPERATIONS_SHIFT_STARTS"],
+                           config["OPERATIONS_BERTHS"])
+    app.extensions["operations"] = OperationsState(lambda: runtime.engine, summary, config["OPERATIONS_SHIFT_STARTS"],
+                                                   config["OPERATIONS_STALE_TALLY_MINUTES"])
+    login_limit = _limit(app, config["OPERATIONS_LOGIN_RATE_LIMIT"], "operations-login",
+                         deduct_when=lambda response: response.status_code == 401)
+    tally_limit = _limit(app, config["OPERATIONS_TALLY_RATE_LIMIT"], "operations-tallies")
+    app.register_blueprint(build_pages(app, login_limit))
+    app.register_blueprint(build_api(app, tally_limit))
+
+
+@hookimpl
+def stevedores_menu_links(app: Flask) -> list[MenuLink]:
+    """Runs after every plugin's start-up: note whether a /status page exists for the nav."""
+    if "operations" in app.extensions and any(r.rule == "/status" for r in app.url_map.iter_rules()):
+        app.extensions["operations"].status_page = "/status"
+    return [MenuLink("Operations", "/", "Vessel calls, tallies and berths."),
+            MenuLink("Operations API", "/api/vessel-calls", "JSON: vessel calls and tallies.")]
+
+
+def freshness(engine: Any, stale_minutes: int, now: datetime | None = None) -> dict[str, Any]:
+    """Minutes since the last tally on the stalest active vessel (or since its operations began)."""
+    now = now or utcnow()
+    last_tally = (select(tallies.c.vessel_call_id, func.max(tallies.c.tallied_at).label("last"))
+                  .group_by(tallies.c.vessel_call_id).subquery())
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(vessel_calls.c.vessel_name, vessel_calls.c.operations_active_at, last_tally.c.last)
+            .outerjoin(last_tally, last_tally.c.vessel_call_id == vessel_calls.c.id)
+            .where(vessel_calls.c.status == "operations_active")).all()
+    if not rows:
+        return {"status": "healthy", "active_vessels": 0, "minutes_since_last_tally": None,
+                "warn_after_minutes": stale_minutes}
+    ages = []
+    for name, started, last in rows:
+        since = max(filter(None, [as_utc(started), as_utc(last)]), default=now)
+        ages.append((max((now - since).total_seconds() / 60, 0.0), name))
+    minutes, vessel = max(ages)
+    return {"status": "warning" if minutes > stale_minutes else "healthy", "active_vessels": len(rows),
+            "minutes_since_last_tally": round(minutes, 1), "stalest_vessel": vessel,
+            "warn_after_minutes": stale_minutes}
+
+
+@hookimpl
+def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
+    """'operations': data freshness (non-critical)."""
+    if "operations" not in app.extensions:
+        return []
+    runtime = get_runtime(app)
+    stale = config["OPERATIONS_STALE_TALLY_MINUTES"]
+    return [HealthCheck("operations", lambda: freshness(runtime.engine, stale), critical=False, timeout=2.0,
+                        description="Minutes since the last tally on an active vessel")]
+
+
+@hookimpl
+def stevedores_register_commands(cli: Any) -> None:
+    """``stevedores users create|token``, ``stevedores demo-data``, ``stevedores db upgrade|current``."""
+    from .commands import register
+
+    register(cli)
+
+

@@ -1,0 +1,175 @@
+"""The dashboard summary: progress per vessel call, rates this shift, projections, berths.
+
+Computed with three aggregate queries and cached as JSON through the ``cache`` service
+(Redis when it answers, process memory otherwise); writes delete the cached copy.
+Without a cache service it is computed on every request.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from datetime import datetime, time, timedelta
+from time import monotonic
+from typing import Any, Sequence
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
+
+from .domain import (
+    AT_BERTH,
+    CATEGORIES,
+    DIRECTIONS,
+    IN_PORT,
+    OPERATION_TYPES,
+    PLAN_FIELDS,
+    VESSEL_TYPES,
+    as_utc,
+    current_shift,
+    iso,
+    utcnow,
+)
+from .store import tallied_by_call
+from .tables import tallies, vessel_calls
+
+log = logging.getLogger("stevedores.operations")
+CACHE_KEY = "operations:summary:v1"
+#: A process keeps the summary it last read for this long before asking the cache again (one round trip
+#: saved per dashboard request); a write made through another process shows up here within this time.
+LOCAL_SECONDS = 1.0
+#: Below this much elapsed shift time the rate is taken over this floor (no spikes at shift change).
+MIN_RATE_WINDOW = timedelta(minutes=15)
+
+
+def compute_summary(engine: Engine, now: datetime | None = None, shift_starts: Sequence[time] | None = None,
+                    berths: Sequence[str] = ()) -> dict[str, Any]:
+    """Everything the dashboard shows, as plain JSON-able values."""
+    now = now or utcnow()
+    label, shift_start, shift_end = current_shift(now, shift_starts) if shift_starts else current_shift(now)
+    with engine.connect() as conn:
+        calls = conn.execute(select(vessel_calls).where(vessel_calls.c.status.in_(IN_PORT + ("expected",)))
+                             .order_by(vessel_calls.c.planned_start, vessel_calls.c.id)).mappings().all()
+        in_port = [c for c in calls if c["status"] in IN_PORT]
+        tallied = tallied_by_call(conn, [c["id"] for c in in_port])
+        shift_units = dict(conn.execute(
+            select(tallies.c.vessel_call_id, func.sum(tallies.c.units))
+            .where(tallies.c.vessel_call_id.in_([c["id"] for c in in_port]), tallies.c.tallied_at >= shift_start)
+            .group_by(tallies.c.vessel_call_id)).all())
+    hours = max(now - shift_start, MIN_RATE_WINDOW).total_seconds() / 3600
+    active = [_call_progress(c, tallied[c["id"]], int(shift_units.get(c["id"]) or 0), hours, now) for c in in_port]
+    total_shift = sum(c["shift_units"] for c in active)
+    return {
+        "generated_at": iso(now),
+        "shift": {"label": label, "start": iso(shift_start), "end": iso(shift_end)},
+        "calls": active,
+        "expected": [{"id": c["id"], "vessel_name": c["vessel_name"], "shipping_line": c["shipping_line"],
+                      "berth": c["berth"], "planned_start": iso(c["planned_start"])}
+                     for c in calls if c["status"] == "expected"],
+        "berths": _berths(calls, berths),
+        "totals": {"shift_units": total_shift, "units_per_hour": round(total_shift / hours, 1),
+                   "active_calls": sum(1 for c in active if c["status"] == "operations_active")},
+    }
+
+
+def _call_progress(call: Any, tallied: dict[tuple[str, str], int], shift_units: int, hours: float,
+                   now: datetime) -> dict[str, Any]:
+    lines = []
+    for direction in DIRECTIONS:
+        if direction not in OPERATION_TYPES[call["operation_type"]]:
+            continue
+        for category in CATEGORIES:
+            if category not in VESSEL_TYPES[call["vessel_type"]]:
+                continue
+            planned, done = call[PLAN_FIELDS[(direction, category)]], tallied.get((direction, category), 0)
+            lines.append({"direction": direction, "category": category, "planned": planned, "tallied": done,
+                          "percent": _percent(done, planned)})
+    planned_total = sum(line["planned"] for line in lines)
+    tallied_total = sum(line["tallied"] for line in lines)
+    remaining = sum(max(line["planned"] - line["tallied"], 0) for line in lines)
+    rate = shift_units / hours
+    projected = None
+    if call["status"] == "operations_active" and remaining and rate > 0:
+        projected = now + timedelta(hours=remaining / rate)
+    planned_end = as_utc(call["planned_end"])
+    return {
+        "id": call["id"], "vessel_name": call["vessel_name"], "shipping_line": call["shipping_line"],
+        "berth": call["berth"], "status": call["status"], "vessel_type": call["vessel_type"],
+        "operation_type": call["operation_type"], "progress": lines, "planned_total": planned_total,
+        "tallied_total": tallied_total, "remaining": remaining, "percent": _percent(tallied_total, planned_total),
+        "shift_units": shift_units, "units_per_hour": round(rate, 1), "planned_end": iso(planned_end),
+        "projected_completion": iso(projected),
+        "late_minutes": int((projected - planned_end).total_seconds() // 60) if projected and planned_end
+        and projected > planned_end else 0,
+    }
+
+
+def _percent(done: int, planned: int) -> int:
+    return min(100, round(100 * done / planned)) if planned else (100 if done else 0)
+
+
+def _berths(calls: Sequence[Any], configured: Sequence[str]) -> list[dict[str, Any]]:
+    names = list(dict.fromkeys(list(configured) + sorted({c["berth"] for c in calls})))
+    rows = []
+    for name in names:
+        occupant = next((c for c in calls if c["berth"] == name and c["status"] in AT_BERTH), None)
+        waiting = [c["vessel_name"] for c in calls if c["berth"] == name and c["status"] in ("expected", "arrived")]
+        rows.append({"berth": name, "occupied": occupant is not None,
+                     "vessel_call_id": occupant["id"] if occupant else None,
+                     "vessel_name": occupant["vessel_name"] if occupant else None,
+                     "status": occupant["status"] if occupant else "free", "next": waiting[:3]})
+    return rows
+
+
+class SummaryCache:
+    """The cached summary: ``cache`` service (may be None), TTL in seconds, and the inputs."""
+
+    def __init__(self, engine_of: Any, cache: Any, ttl: int, shift_starts: Sequence[time],
+                 berths: Sequence[str]) -> None:
+        self._engine_of, self.cache, self.ttl = engine_of, cache, ttl
+        self.shift_starts, self.berths = shift_starts, berths
+        self._computing = threading.Lock()
+        self._local: tuple[float, str] | None = None  # (monotonic expiry, JSON): saves a cache round trip
+
+    def get(self) -> dict[str, Any]:
+        """The summary from the cache, or computed (and cached) now."""
+        return json.loads(self.get_json())
+
+    def get_json(self) -> str:
+        """The summary as the JSON text that is cached (the same text while the cached copy lives)."""
+        if self.cache is None or self.ttl <= 0:
+            return self._compute()
+        local = self._local
+        if local is not None and local[0] > monotonic():
+            return local[1]
+        cached = self._cached()
+        if cached is not None:
+            return cached
+        with self._computing:  # one thread per process recomputes after a write; the others wait for it
+            cached = self._cached()
+            if cached is not None:
+                return cached
+            text = self._compute()
+            self.cache.set(CACHE_KEY, text, ttl=self.ttl)
+            self._local = (monotonic() + min(LOCAL_SECONDS, self.ttl), text)
+            return text
+
+    def _cached(self) -> str | None:
+        cached = self.cache.get(CACHE_KEY)
+        if not cached:
+            return None
+        text = cached.decode() if isinstance(cached, bytes) else str(cached)
+        if text.startswith("{"):
+            self._local = (monotonic() + min(LOCAL_SECONDS, self.ttl), text)
+            return text
+        log.warning("ignoring an unreadable cached operations summary")
+        return None
+
+    def _compute(self) -> str:
+        return json.dumps(compute_summary(self._engine_of(), shift_starts=self.shift_starts, berths=self.berths))
+
+    def invalidate(self) -> None:
+        """Forget the cached summary after a write (other processes' local copies live at most LOCAL_SECONDS)."""
+        self._local = None
+        if self.cache is not None:
+            self.cache.delete(CACHE_KEY)

@@ -1,0 +1,240 @@
+"""The pages: login, CSRF refusal, tallies through the form, roles, failed-login limit, summary caching."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Callable
+
+import pytest
+from flask import Response
+
+from stevedores import get_service, hookimpl
+
+
+def csrf_of(page: bytes) -> str:
+    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token in the page"
+    return match.group(1).decode()
+
+
+def login(client: Any, username: str, password: str) -> Any:
+    token = csrf_of(client.get("/login").data)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token,
+                                       "next": "/"})
+
+
+class FakeLimits:
+    """A stand-in for the security plugin's rate_limits service: counts what deduct_when keeps."""
+
+    def __init__(self) -> None:
+        self.specs: dict[str, str] = {}
+
+    def limit(self, spec: str, scope: str, deduct_when: Callable[[Response], bool] | None = None) -> Callable:
+        self.specs[scope] = spec
+        allowed, counted = int(spec.split()[0].split("/")[0]), [0]
+
+        def decorate(view: Callable) -> Callable:
+            def limited(*args: Any, **kwargs: Any) -> Any:
+                if counted[0] >= allowed:
+                    return "Too Many Requests", 429
+                response = view(*args, **kwargs)
+                full = pytest.importorskip("flask").make_response(response)
+                if deduct_when is None or deduct_when(full):
+                    counted[0] += 1
+                return full
+            limited.__name__ = view.__name__
+            return limited
+        return decorate
+
+
+class DictCache:
+    """A stand-in for the cache service."""
+
+    mode = "memory"
+
+    def __init__(self) -> None:
+        self.data: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.data.get(key)
+
+    def set(self, key: str, value: str, ttl: int | None = None) -> None:
+        self.data[key] = value
+
+    def delete(self, key: str) -> None:
+        self.data.pop(key, None)
+
+    def incr(self, key: str, amount: int = 1, ttl: int | None = None) -> int:
+        self.data[key] = str(int(self.data.get(key, 0)) + amount)
+        return int(self.data[key])
+
+
+class ServicesPlugin:
+    def __init__(self) -> None:
+        self.limits, self.cache = FakeLimits(), DictCache()
+
+    @hookimpl
+    def stevedores_services(self) -> dict:
+        return {"rate_limits": self.limits, "cache": self.cache}
+
+
+@pytest.fixture
+def site(make_stevedores_app: Any, tmp_path: Any, ops: Any) -> Any:
+    services = ServicesPlugin()
+    app = make_stevedores_app(plugins=["operations"], extra_plugins=[("fake_services", services)],
+                              env={"DATABASE_URL": f"sqlite:///{tmp_path / 'pages.sqlite3'}",
+                                   "OPERATIONS_LOGIN_RATE_LIMIT": "3 per minute"})
+    tokens = {"clerk": ops.add_user(app, "clara", "clerk"), "manager": ops.add_user(app, "manu", "manager")}
+    call_id = ops.make_active_call(app.test_client(), tokens["manager"])
+    return app, services, call_id
+
+
+def test_login_then_post_a_tally_through_the_form(site: Any, ops: Any) -> None:
+    app, _services, call_id = site
+    client = app.test_client()
+    assert b"Log in" in client.get("/").data and b"Log in" in app.test_client().get("/").data  # anonymous memo
+    logged_in = login(client, "clara", ops.PASSWORD)
+    assert logged_in.status_code == 303 and logged_in.headers["Location"] == "/"
+    assert b"Log out clara (clerk)" in client.get("/").data  # never the page rendered for anonymous visitors
+    page = client.get(f"/vessels/{call_id}")
+    assert b"Record tally" in page.data and b"Mark operations complete" not in page.data  # a clerk
+    key = re.search(rb'name="idempotency_key" value="([0-9a-f]+)"', page.data).group(1).decode()
+    form = {"csrf_token": csrf_of(page.data), "idempotency_key": key, "direction": "discharged", "category": "heavy",
+            "units": "4", "zone": "H1"}
+    posted = client.post(f"/vessels/{call_id}/tallies", data=form)
+    assert posted.status_code == 303
+    after = client.get(f"/vessels/{call_id}").data
+    assert b"Tallied 4 heavy discharged in zone H1" in after and b"4 / 10" in after and b"<polyline" in after
+    again = client.post(f"/vessels/{call_id}/tallies", data=form)  # the phone resends the same form
+    assert again.status_code == 303
+    assert b"counted once" in client.get(f"/vessels/{call_id}").data
+    assert client.get(f"/api/vessel-calls/{call_id}").json["tallied"]["discharge"]["heavy"] == 4
+    invalid = client.post(f"/vessels/{call_id}/tallies", data={**form, "idempotency_key": "x2", "units": "-2"})
+    assert invalid.status_code == 422 and b"<strong>units</strong>: must not be negative (got -2)" in invalid.data
+
+
+def test_forms_without_the_csrf_token_are_refused(site: Any, ops: Any) -> None:
+    app, _services, call_id = site
+    client = app.test_client()
+    login(client, "clara", ops.PASSWORD)
+    form = {"direction": "discharged", "category": "auto", "units": "4", "zone": "A1"}
+    assert client.post(f"/vessels/{call_id}/tallies", data=form).status_code == 400
+    assert client.post(f"/vessels/{call_id}/tallies", data={**form, "csrf_token": "forged"}).status_code == 400
+    assert client.post("/logout", data={}).status_code == 400
+    assert client.post("/login", data={"username": "clara", "password": ops.PASSWORD}).status_code == 400
+    assert client.get(f"/api/vessel-calls/{call_id}").json["tallied"]["discharge"]["auto"] == 0
+    other = app.test_client()  # a token from another session does not work either
+    stolen = csrf_of(other.get("/login").data)
+    assert client.post(f"/vessels/{call_id}/tallies", data={**form, "csrf_token": stolen}).status_code == 400
+
+
+def test_roles_on_the_pages(site: Any, ops: Any) -> None:
+    app, _services, call_id = site
+    clerk, manager, anonymous = app.test_client(), app.test_client(), app.test_client()
+    login(clerk, "clara", ops.PASSWORD)
+    login(manager, "manu", ops.PASSWORD)
+    page = clerk.get(f"/vessels/{call_id}").data
+    refused = clerk.post(f"/vessels/{call_id}/status", data={"csrf_token": csrf_of(page), "status":
+                                                             "operations_complete"})
+    assert refused.status_code == 403 and b"a clerk may not change a vessel call" in refused.data
+    page = manager.get(f"/vessels/{call_id}").data
+    assert b"Mark operations complete" in page
+    moved = manager.post(f"/vessels/{call_id}/status", data={"csrf_token": csrf_of(page),
+                                                             "status": "operations_complete"})
+    assert moved.status_code == 303
+    assert manager.get(f"/api/vessel-calls/{call_id}").json["status"] == "operations_complete"
+    page = anonymous.get(f"/vessels/{call_id}")
+    assert b"Record tally" not in page.data
+    assert anonymous.get("/vessels/999").status_code == 404
+    assert clerk.post("/logout", data={"csrf_token": csrf_of(clerk.get("/").data)}).status_code == 303
+    assert b"Log out" not in clerk.get("/").data
+
+
+def test_failed_logins_are_rate_limited_not_successful_ones(site: Any, ops: Any) -> None:
+    app, services, _call_id = site
+    assert services.limits.specs == {"operations-login": "3 per minute", "operations-tallies": "120 per minute"}
+    client = app.test_client()
+    for _ in range(3):
+        assert login(client, "manu", ops.PASSWORD).status_code == 303  # successes are not counted
+    token = csrf_of(client.get("/login").data)
+
+    def attempt(username: str, password: str) -> int:
+        return client.post("/login", data={"username": username, "password": password, "csrf_token": token}
+                           ).status_code
+
+    assert [attempt("manu", "wrong password") for _ in range(4)] == [401, 401, 401, 429]
+    assert attempt("manu", ops.PASSWORD) == 429
+
+
+def test_the_summary_is_cached_and_writes_invalidate_it(site: Any, ops: Any) -> None:
+    app, services, call_id = site
+    client = app.test_client()
+    client.get("/")
+    assert "operations:summary:v1" in services.cache.data
+    from stevedores_operations.tables import tallies
+
+    engine = app.extensions["stevedores"].engine
+    with engine.begin() as conn:  # behind the app's back: the cached summary does not see it
+        conn.execute(tallies.insert().values(vessel_call_id=call_id, direction="discharged", category="auto",
+                                             units=60, shift="x", zone="A", clerk="sql", idempotency_key="sql-1",
+                                             tallied_at=__import__("datetime").datetime.now()))
+    assert b'id="shift-units">0<' in client.get("/").data
+    login(client, "clara", ops.PASSWORD)
+    page = client.get(f"/vessels/{call_id}").data
+    client.post(f"/vessels/{call_id}/tallies", data={"csrf_token": csrf_of(page), "direction": "discharged",
+                                                     "category": "auto", "units": "5", "zone": "A1"})
+    assert b'id="shift-units">65<' in client.get("/").data
+
+
+def test_dashboard_survives_redis_going_down(make_stevedores_app: Any, redis_server: Any, tmp_path: Any) -> None:
+    server = redis_server()
+    app = make_stevedores_app(plugins=["operations", "redis_resilience"], env={"REDIS_URL": server.url})
+    cache = get_service(app, "cache")
+    if cache is None:
+        pytest.skip("redis_resilience does not offer the cache service in this tree yet")
+    client = app.test_client()
+    assert client.get("/").status_code == 200
+    assert cache.get("operations:summary:v1")  # the summary went through Redis
+    server.kill()
+    for _ in range(3):
+        response = client.get("/")
+        assert response.status_code == 200 and b"Operations" in response.data
+
+
+def test_failed_logins_with_the_real_rate_limits_service(make_stevedores_app: Any, tmp_path: Any, ops: Any) -> None:
+    app = make_stevedores_app(plugins=["operations", "security"], env={
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'limits.sqlite3'}", "OPERATIONS_LOGIN_RATE_LIMIT": "2 per minute"})
+    if get_service(app, "rate_limits") is None:
+        pytest.skip("the security plugin does not offer rate_limits in this tree")
+    ops.add_user(app, "manu", "manager")
+    client = app.test_client()
+    assert [login(client, "manu", ops.PASSWORD).status_code for _ in range(3)] == [303] * 3  # successes: not counted
+    token = csrf_of(client.get("/login").data)
+
+    def attempt(password: str) -> int:
+        return client.post("/login", data={"username": "manu", "password": password, "csrf_token": token}
+                           ).status_code
+
+    statuses = [attempt("wrong password") for _ in range(4)]
+    assert statuses[0] == 401 and statuses[-1] == 429 and set(statuses) == {401, 429}, statuses
+
+
+def test_a_process_rereads_the_shared_cache_after_its_local_second(site: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from stevedores_operations import summary as summary_module
+    from stevedores_operations.summary import SummaryCache
+
+    app, _services, _call_id = site
+    engine = app.extensions["stevedores"].engine
+    shared = DictCache()
+    clock = [1000.0]
+    monkeypatch.setattr(summary_module, "monotonic", lambda: clock[0])
+    worker_a = SummaryCache(lambda: engine, shared, 10, app.extensions["operations"].shift_starts, ())
+    worker_b = SummaryCache(lambda: engine, shared, 10, worker_a.shift_starts, ())
+    first = worker_a.get_json()
+    assert worker_b.get_json() == first  # B read A's copy from the shared cache
+    shared.set(summary_module.CACHE_KEY, first.replace('"generated_at"', '"generated_at_b"'))  # B's write + recompute
+    assert worker_a.get_json() == first  # within A's local second: no round trip
+    clock[0] += summary_module.LOCAL_SECONDS + 0.01
+    assert '"generated_at_b"' in worker_a.get_json()
+    worker_a.invalidate()
+    assert summary_module.CACHE_KEY not in shared.data and '"generated_at"' in worker_a.get_json()
