@@ -7,6 +7,7 @@ PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 .PHONY: run test lint install install-test bench drills clean
 
 run: $(VENV)/.installed
+	-$(BIN)/stevedores demo-data  # operations plugin: sample data in an empty database
 	$(BIN)/stevedores serve
 
 test: $(VENV)/.test-installed

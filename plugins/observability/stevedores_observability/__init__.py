@@ -1,0 +1,1 @@
+"""Stevedores observability plugin: Prometheus metrics and Sentry error reporting."""

@@ -1,0 +1,92 @@
+"""``GET /metrics``: the Prometheus exposition, for operators and allowed scrapers only.
+
+Who may scrape: a request carrying the operator token (OPS_TOKEN, ``Authorization:
+Bearer ...``) or coming from an address in METRICS_ALLOW (``request.remote_addr``, already
+corrected by the core's ProxyFix when TRUSTED_PROXIES is set). Anyone else gets 401 when
+an operator token exists (sending it would help), else 403. With neither OPS_TOKEN nor
+METRICS_ALLOW configured the route answers 404: the metrics are not published at all
+rather than published to everyone. The route is ``@infrastructure``: never rate limited
+nor redirected to HTTPS.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import TYPE_CHECKING, Any, Iterator
+
+from flask import Flask, Response, abort, jsonify, request
+
+from stevedores import infrastructure, is_operator
+
+from .settings import IPNetwork, networks
+
+if TYPE_CHECKING:
+    from stevedores.plugins import Plugins
+
+    from .sink import PrometheusSink
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+PLUGIN_STATES = ("active", "disabled", "failed")
+
+
+def address_allowed(remote_addr: str | None, allowed: tuple[IPNetwork, ...]) -> bool:
+    """True when ``remote_addr`` lies in one of the ``allowed`` networks."""
+    if not remote_addr or not allowed:
+        return False
+    try:
+        address = ipaddress.ip_address(remote_addr.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return any(address in network for network in allowed)
+
+
+class PluginStatusCollector:
+    """``stevedores_plugin_status{plugin, status}``: 1 for each plugin's current status, 0 for the others.
+
+    Read from the plugin manager at scrape time (it is the same in every worker), so it
+    also shows plugins that failed after this plugin's start-up.
+    """
+
+    def __init__(self, plugins: Plugins) -> None:
+        self.plugins = plugins
+
+    def collect(self) -> Iterator[Any]:
+        """One gauge family with a series per plugin and status."""
+        from prometheus_client.core import GaugeMetricFamily
+
+        family = GaugeMetricFamily("stevedores_plugin_status",
+                                   "Plugin status: 1 for the plugin's current status (active, disabled, failed).",
+                                   labels=["plugin", "status"])
+        for info in self.plugins.listing():
+            for state in PLUGIN_STATES:
+                family.add_metric([info.name, state], 1.0 if info.status == state else 0.0)
+        yield family
+
+
+def register_metrics_route(app: Flask, sink: PrometheusSink, plugins: Plugins, allow: tuple[str, ...],
+                           ops_token_set: bool) -> None:
+    """Add ``GET /metrics`` to ``app``."""
+    allowed = networks(allow)
+    collectors = (PluginStatusCollector(plugins),)
+
+    @infrastructure
+    def metrics() -> Any:
+        if not allowed and not ops_token_set:
+            abort(404)
+        if not (address_allowed(request.remote_addr, allowed) or is_operator()):
+            if ops_token_set:
+                response = jsonify(error="operator token or an allowed address required",
+                                   hint="send Authorization: Bearer <OPS_TOKEN>, or scrape from METRICS_ALLOW")
+                response.status_code = 401
+                response.headers["WWW-Authenticate"] = 'Bearer realm="stevedores"'
+                return response
+            response = jsonify(error="this address may not scrape /metrics", hint="see METRICS_ALLOW")
+            response.status_code = 403
+            return response
+        response = Response(sink.render(collectors), content_type=CONTENT_TYPE)
+        response.headers["Cache-Control"] = "no-store"
+        return response
+
+    app.add_url_rule("/metrics", "observability_metrics", metrics, methods=["GET"])

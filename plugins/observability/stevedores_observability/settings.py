@@ -1,0 +1,69 @@
+"""The settings this plugin declares, and their parsers."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from stevedores import Float, Setting, Str
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class AddressList:
+    """Comma-separated IP addresses and CIDR networks (``10.0.0.0/8, 127.0.0.1, ::1``)."""
+
+    expected = "comma-separated IP addresses or CIDR networks (e.g. 10.0.0.0/8,127.0.0.1)"
+
+    def __call__(self, raw: str) -> tuple[str, ...]:
+        networks = []
+        for part in (p.strip() for p in raw.split(",")):
+            if not part:
+                continue
+            try:
+                network = ipaddress.ip_network(part, strict=False)
+            except ValueError:
+                raise ValueError(f"{part!r} is not an IP address or network; expected {self.expected}") from None
+            single = network.num_addresses == 1 and "/" not in part
+            networks.append(str(network.network_address) if single else str(network))
+        return tuple(networks)
+
+
+class SentryDsn:
+    """A Sentry DSN, checked the way sentry-sdk reads it (``https://<key>@<host>/<project id>``)."""
+
+    expected = "a Sentry DSN like https://<public key>@o0.ingest.sentry.io/<project id>"
+
+    def __call__(self, raw: str) -> str:
+        from sentry_sdk.utils import Dsn  # only imported when a DSN is configured
+
+        value = raw.strip()
+        try:
+            Dsn(value)
+        except ValueError as exc:  # sentry_sdk.utils.BadDsn, or a bad port; never echoes the key
+            raise ValueError(f"expected {self.expected} ({_reason(exc)})") from None
+        return value
+
+
+def _reason(exc: ValueError) -> str:
+    text = str(exc)
+    return text if "@" not in text else "malformed"
+
+
+def networks(allowed: tuple[str, ...]) -> tuple[IPNetwork, ...]:
+    """The parsed networks of a METRICS_ALLOW value."""
+    return tuple(ipaddress.ip_network(n, strict=False) for n in allowed)
+
+
+SETTINGS = [
+    Setting("METRICS_ALLOW", AddressList(), (),
+            "Client addresses allowed to scrape /metrics without the operator token (IPs or CIDRs, "
+            "comma-separated). With neither this nor OPS_TOKEN set, /metrics answers 404."),
+    Setting("METRICS_MULTIPROC_DIR", Str(), None,
+            "Directory where gunicorn workers share their metrics files (its *.db files are deleted at "
+            "start-up). Default: a fresh directory per server under /dev/shm (or the temp dir)."),
+    Setting("SENTRY_DSN", SentryDsn(), None,
+            "Sentry DSN for error reporting. Unset: Sentry is not loaded at all.", secret=True),
+    Setting("SENTRY_SAMPLE_RATE", Float(min=0.0, max=1.0), 1.0, "Share of errors sent to Sentry (0 to 1)."),
+    Setting("SENTRY_TRACES_SAMPLE_RATE", Float(min=0.0, max=1.0), 0.0,
+            "Share of requests traced for Sentry performance monitoring (0 to 1; 0: no tracing)."),
+]

@@ -1,0 +1,118 @@
+"""The telemetry sink: figures reported by any plugin become Prometheus metrics.
+
+One sink per runtime, subscribed to ``runtime.telemetry``. The metrics themselves live
+in a :class:`~stevedores_observability.backend.MetricsBackend` built lazily, once per
+process: a gunicorn worker forked from a preloaded master gets a fresh backend on its
+first figure, in multiprocess mode when the master exported PROMETHEUS_MULTIPROC_DIR
+(see ``multiprocess.py``). prometheus_client is only imported when a backend is built.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from .backend import MetricsBackend
+
+log = logging.getLogger("stevedores.observability")
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+# The pid of the gunicorn master, once it has exported the shared directory (None elsewhere).
+_gunicorn_master_pid: int | None = None
+
+
+def mark_gunicorn_master() -> None:
+    """This process is the gunicorn master: keep its gauges out of the shared files.
+
+    The master reports gauges only while it preloads the app (the breaker's initial state,
+    the rate-limit storage chosen at start-up). Written to the shared files under the
+    master's pid, which lives as long as the server, they would never go away and would
+    mask the workers' own values (a stale ``livemax`` 1 hides every worker's 0). They are
+    remembered instead and replayed by each forked worker, which then updates its copy.
+    """
+    global _gunicorn_master_pid
+    _gunicorn_master_pid = os.getpid()
+
+
+class PrometheusSink:
+    """Receives ``count``/``gauge``/``observe`` from the telemetry and records request metrics."""
+
+    def __init__(self) -> None:
+        self._backend: MetricsBackend | None = None
+        self._pid: int | None = None
+        self._lock = threading.Lock()
+        # the last value of every gauge series, replayed into a forked worker's new backend
+        # (gauges such as the memory limit are reported once, at start-up, in the master)
+        self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+
+    # --- the telemetry Sink protocol ---------------------------------------------------
+
+    def count(self, name: str, amount: float, labels: dict[str, str]) -> None:
+        """Add ``amount`` to counter ``name``."""
+        self.backend().report("counter", name, amount, labels)
+
+    def gauge(self, name: str, value: float, labels: dict[str, str]) -> None:
+        """Set gauge ``name`` to ``value``."""
+        self._gauges[(name, tuple(labels.items()))] = value
+        if _gunicorn_master_pid == os.getpid():
+            return  # replayed by each worker instead (see mark_gunicorn_master)
+        self.backend().report("gauge", name, value, labels)
+
+    def observe(self, name: str, value: float, labels: dict[str, str]) -> None:
+        """Record one observation of histogram ``name``."""
+        self.backend().report("histogram", name, value, labels)
+
+    # --- this plugin's own figures and the scrape --------------------------------------
+
+    def record_request(self, route: str, method: str, status: str, seconds: float | None) -> None:
+        """Count one request and, when its start time is known, observe its latency."""
+        self.backend().record_request(route, method, status, seconds)
+
+    def render(self, extra_collectors: Iterable[Any] = ()) -> bytes:
+        """The exposition text of every worker's metrics plus ``extra_collectors``."""
+        return self.backend().render(extra_collectors)
+
+    @property
+    def multiprocess(self) -> bool:
+        """True when this process records into the shared multiprocess directory."""
+        return bool(self.backend().multiprocess_dir)
+
+    # --- one backend per process -------------------------------------------------------
+
+    def backend(self) -> MetricsBackend:
+        """This process's backend, built on first use and again after a fork."""
+        backend, pid = self._backend, os.getpid()
+        if backend is not None and self._pid == pid:
+            return backend
+        with self._lock:
+            if self._backend is None or self._pid != pid:
+                forked = self._pid != pid
+                self._backend = self._build()
+                self._pid = pid
+                if forked:
+                    for (name, labels), value in list(self._gauges.items()):
+                        self._backend.report("gauge", name, value, dict(labels))
+            return self._backend
+
+    def server_starting(self) -> None:
+        """The gunicorn master just exported the shared directory: build the backend again.
+
+        Counts the master itself reports from now on (e.g. from ``stevedores_child_exit``)
+        then land in the shared files; its gauges do not (see :func:`mark_gunicorn_master`).
+        """
+        with self._lock:
+            self._backend = None
+
+    def _build(self) -> MetricsBackend:
+        from .backend import MetricsBackend
+
+        directory = os.environ.get(MULTIPROC_ENV) or None  # prometheus_client reads it there too
+        if directory and not os.path.isdir(directory):
+            log.error("%s=%s is not a directory: metrics of this process (pid %d) are not shared with the "
+                      "other workers", MULTIPROC_ENV, directory, os.getpid())
+            directory = None
+        return MetricsBackend(directory)
