@@ -3,13 +3,11 @@ redis-server of its own, for benchmarks and fault drills."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from stevedores.testing import GunicornServer, RedisServer, temporary_postgres_database
+from stevedores.testing import GunicornServer, RedisServer, pip_install_target, temporary_postgres_database
 
 HERE = Path(__file__).resolve().parent
 
@@ -30,9 +28,7 @@ class Stack:
 
 def install_drill_plugin(target: Path) -> Path:
     """pip-install the drill routes (slow requests, memory kept) with a real entry point."""
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), str(HERE / "drill_plugin")], check=True, timeout=180)
-    return target
+    return pip_install_target(target, HERE / "drill_plugin")
 
 
 def base_env(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]:

@@ -9,7 +9,7 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
-from stevedores.testing import GunicornServer
+from stevedores.testing import GunicornServer, install_plugin_distribution
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -64,14 +64,7 @@ def test_bad_settings_stop_gunicorn_before_it_binds(tmp_path: Path, stevedores_e
     assert "WEB_WORKERS" in message and "MEMORY_LIMIT_MB" in message and "cannot start" in message
 
 
-def test_lifecycle_hooks_reach_the_plugins_in_each_worker(gunicorn_server: Callable, tmp_path: Path) -> None:
-    """A plugin on PYTHONPATH, registered through a real entry point, records each worker's start."""
-    import subprocess
-    import sys
-
-    src = tmp_path / "src"
-    (src / "lifecycle_probe").mkdir(parents=True)
-    (src / "lifecycle_probe" / "__init__.py").write_text('''
+PROBE_PLUGIN = '''
 import os
 from stevedores import hookimpl
 
@@ -82,20 +75,12 @@ def stevedores_worker_started(app, worker):
 @hookimpl
 def stevedores_worker_exit(app, worker):
     open(os.environ["PROBE_FILE"], "a").write(f"exit {os.getpid()}\\n")
-''')
-    (src / "pyproject.toml").write_text('''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-[project]
-name = "lifecycle-probe"
-version = "0.0.1"
-[project.entry-points.stevedores]
-lifecycle_probe = "lifecycle_probe"
-''')
-    site = tmp_path / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(site), str(src)], check=True, timeout=120)
+'''
+
+
+def test_lifecycle_hooks_reach_the_plugins_in_each_worker(gunicorn_server: Callable, tmp_path: Path) -> None:
+    """A plugin on PYTHONPATH, registered through a real entry point, records each worker's start."""
+    site = install_plugin_distribution(tmp_path / "site", "lifecycle_probe", PROBE_PLUGIN)
     probe = tmp_path / "probe.txt"
     server = gunicorn_server(env={"PYTHONPATH": str(site), "PROBE_FILE": str(probe), "WEB_WORKERS": "2"})
     deadline = time.monotonic() + 10

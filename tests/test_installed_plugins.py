@@ -10,12 +10,12 @@ from typing import Callable
 
 import pytest
 
-from stevedores.testing import wait_for_http
+from stevedores.testing import pip_install_target, wait_for_http, write_plugin_distribution
 
 from .conftest import STEVEDORES, clean_environ
 
 PLUGINS = {
-    "good": ('"stevedores-dashboard>=0.1"', '''
+    "good": ("stevedores-dashboard>=0.1", '''
 from stevedores import HealthCheck, MenuLink, hookimpl
 
 @hookimpl
@@ -26,8 +26,8 @@ def stevedores_menu_links():
 def stevedores_health_checks():
     return [HealthCheck("cranes", lambda: {"status": "healthy"})]
 '''),
-    "broken": ('"stevedores-dashboard"', 'raise ImportError("the crane vendor SDK is missing")\n'),
-    "future": ('"stevedores-dashboard>=9"', 'from stevedores import hookimpl\n'),
+    "broken": ("stevedores-dashboard", 'raise ImportError("the crane vendor SDK is missing")\n'),
+    "future": ("stevedores-dashboard>=9", 'from stevedores import hookimpl\n'),
 }
 
 
@@ -35,27 +35,10 @@ def stevedores_health_checks():
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """pip-install three throwaway plugin distributions into a private directory."""
     root = tmp_path_factory.mktemp("plugin-src")
-    target = tmp_path_factory.mktemp("plugin-site")
-    sources = []
-    for name, (requirement, code) in PLUGINS.items():
-        src = root / name
-        (src / f"stevedores_test_{name}").mkdir(parents=True)
-        (src / f"stevedores_test_{name}" / "__init__.py").write_text(code)
-        (src / "pyproject.toml").write_text(f'''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-[project]
-name = "stevedores-test-{name}"
-version = "1.2.3"
-dependencies = [{requirement}]
-[project.entry-points.stevedores]
-{name} = "stevedores_test_{name}"
-''')
-        sources.append(str(src))
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(target), *sources], check=True, timeout=180)
-    return target
+    sources = [write_plugin_distribution(root, name, code, module=f"stevedores_test_{name}", version="1.2.3",
+                                         distribution=f"stevedores-test-{name}", requires=[requirement])
+               for name, (requirement, code) in PLUGINS.items()]
+    return pip_install_target(tmp_path_factory.mktemp("plugin-site"), *sources)
 
 
 def _env(tmp_path: Path, site: Path, **extra: str) -> dict[str, str]:

@@ -9,7 +9,8 @@ Fixtures:
 - ``postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
 Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
-:func:`wait_for_http`, :func:`temporary_postgres_database`.
+:func:`wait_for_http`, :func:`temporary_postgres_database`, and
+:func:`install_plugin_distribution` (a throwaway plugin with a real entry point).
 """
 
 from __future__ import annotations
@@ -64,6 +65,54 @@ def wait_for_http(url: str, timeout: float = 20.0, proc: subprocess.Popen | None
             last = exc
             time.sleep(0.1)
     raise TimeoutError(f"{url} did not answer within {timeout}s: {last}")
+
+
+def write_plugin_distribution(root: Path, entry_point: str, code: str, *, module: str | None = None,
+                              distribution: str | None = None, version: str = "0.0.1",
+                              requires: Sequence[str] = ("stevedores-dashboard",)) -> Path:
+    """Write the source of a one-module plugin distribution under ``root`` and return its folder.
+
+    The module (named ``module``, by default after the entry point) holds ``code``; the
+    distribution registers it as ``entry_point`` in the ``stevedores`` group.
+    """
+    module = module or entry_point
+    src = root / f"{entry_point}-src"
+    (src / module).mkdir(parents=True)
+    (src / module / "__init__.py").write_text(code)
+    dependencies = ", ".join(f'"{r}"' for r in requires)
+    (src / "pyproject.toml").write_text(f"""
+[build-system]
+requires = ["setuptools>=68"]
+build-backend = "setuptools.build_meta"
+[project]
+name = "{distribution or entry_point.replace('_', '-')}"
+version = "{version}"
+dependencies = [{dependencies}]
+[project.entry-points.stevedores]
+{entry_point} = "{module}"
+""")
+    return src
+
+
+def pip_install_target(site: Path, *sources: Path | str) -> Path:
+    """pip-install source folders into ``site`` (not into the running environment); return ``site``.
+
+    Put ``site`` on PYTHONPATH of a subprocess (gunicorn, the CLI) to make its entry
+    points visible there only.
+    """
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--target", str(site), *map(str, sources)], check=True, timeout=180)
+    return site
+
+
+def install_plugin_distribution(site: Path, entry_point: str, code: str, **metadata: Any) -> Path:
+    """Write a throwaway plugin distribution and pip-install it into ``site``; return ``site``.
+
+    ``metadata``: ``module``, ``distribution``, ``version``, ``requires`` as for
+    :func:`write_plugin_distribution`.
+    """
+    return pip_install_target(site, write_plugin_distribution(site.parent / f"{site.name}-src", entry_point,
+                                                              code, **metadata))
 
 
 @pytest.fixture

@@ -4,8 +4,6 @@ rate limiting, and the status page in a real headless Chromium (strict CSP, refr
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,7 +12,7 @@ from typing import Callable
 
 import pytest
 
-from stevedores.testing import require_service
+from stevedores.testing import install_plugin_distribution, require_service
 
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -34,24 +32,9 @@ def stevedores_health_checks():
 @pytest.fixture(scope="module")
 def cranes_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A third-party plugin distribution pip-installed into a private directory (real entry point)."""
-    src = tmp_path_factory.mktemp("cranes-src")
-    (src / "stevedores_cranes").mkdir()
-    (src / "stevedores_cranes" / "__init__.py").write_text(CRANES_PLUGIN)
-    (src / "pyproject.toml").write_text('''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-[project]
-name = "stevedores-cranes"
-version = "2.0.1"
-dependencies = ["stevedores-dashboard>=0.1"]
-[project.entry-points.stevedores]
-cranes = "stevedores_cranes"
-''')
-    site = tmp_path_factory.mktemp("cranes-site")
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-                    "--target", str(site), str(src)], check=True, timeout=120)
-    return site
+    return install_plugin_distribution(tmp_path_factory.mktemp("cranes") / "site", "cranes", CRANES_PLUGIN,
+                                       module="stevedores_cranes", distribution="stevedores-cranes",
+                                       version="2.0.1")
 
 
 def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Callable
+
+from stevedores.testing import install_plugin_distribution
 
 HOG_PLUGIN = '''
 from flask import jsonify
@@ -30,31 +30,8 @@ def stevedores_startup(app):
         return jsonify(held_mb=len(HELD) * 8)
 '''
 
-PYPROJECT = '''
-[build-system]
-requires = ["setuptools>=68"]
-build-backend = "setuptools.build_meta"
-[project]
-name = "memory-hog-probe"
-version = "0.0.1"
-[project.entry-points.stevedores]
-memory_hog_probe = "memory_hog_probe"
-'''
-
-
-def install_hog_plugin(tmp_path: Path) -> Path:
-    src = tmp_path / "hog-src"
-    (src / "memory_hog_probe").mkdir(parents=True)
-    (src / "memory_hog_probe" / "__init__.py").write_text(HOG_PLUGIN)
-    (src / "pyproject.toml").write_text(PYPROJECT)
-    site = tmp_path / "hog-site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation", "--target",
-                    str(site), str(src)], check=True, timeout=120)
-    return site
-
-
 def test_growing_worker_is_recycled_without_failing_a_request(gunicorn_server: Callable, tmp_path: Path) -> None:
-    site = install_hog_plugin(tmp_path)
+    site = install_plugin_distribution(tmp_path / "site", "memory_hog_probe", HOG_PLUGIN)
     server = gunicorn_server(env={
         "PYTHONPATH": str(site), "WEB_WORKERS": "2", "MEMORY_LIMIT_MB": "256", "WORKER_MEMORY_MB": "32",
         "MEMORY_CHECK_INTERVAL": "0.2", "MEMORY_RECYCLE_COOLDOWN": "2", "GUNICORN_MAX_REQUESTS": "0",
