@@ -22,6 +22,7 @@ from sqlalchemy.engine import Engine
 from .accounts import hash_token, user_by_id, user_for_token
 from .store import Clerk
 from .summary import SummaryCache
+from .vessel_views import VesselViews
 
 
 class TokenCache:
@@ -56,6 +57,7 @@ class OperationsState:
     shift_starts: Sequence[time]
     stale_minutes: int
     tokens: TokenCache = field(default_factory=lambda: TokenCache())
+    vessel_views: VesselViews = field(default_factory=VesselViews)
     status_page: str | None = None
     #: The last dashboard rendered for a visitor without a session: (summary JSON, HTML). Per process.
     anonymous_page: tuple[str, str] | None = None

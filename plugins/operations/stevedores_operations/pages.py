@@ -13,7 +13,6 @@ from typing import Any, Callable
 from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
 
 from .accounts import authenticate, may
-from .charts import cumulative_chart
 from .context import csrf_token, form_data, require_csrf, session_user, state
 from .domain import (
     CATEGORIES,
@@ -25,9 +24,8 @@ from .domain import (
     OperationsError,
     parse_iso,
     timestamp_column,
-    utcnow,
 )
-from .store import list_tallies, post_tally, read_vessel_call, tally_series, update_vessel_call
+from .store import post_tally, update_vessel_call
 
 STATUS_WORDS = {s: s.replace("_", " ") for s in STATUSES}
 
@@ -146,14 +144,18 @@ def _safe_next(target: str | None) -> str:
 def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, status: int = 200,
                  form: Any = None) -> Any:
     ops = state()
-    call = read_vessel_call(ops.engine, call_id)  # NotFoundError -> 404 (app handler)
-    planned_by_direction = {d: sum(call["planned"][d].values()) for d in call["planned"]}
-    chart = cumulative_chart(tally_series(ops.engine, call_id), planned_by_direction, utcnow(),
-                             f"Units tallied over time for {call['vessel_name']}")
+    view = ops.vessel_views.get(ops.engine, call_id)  # NotFoundError -> 404 (app handler)
+    # No login, no flash message, no CSRF token, no form: the page is the same for every such visitor.
+    anonymous = not session and errors is None and form is None and status == 200
+    if anonymous:
+        html = ops.vessel_views.anonymous_html(view)
+        if html is not None:
+            return html, status
+    call = view.call
     here = STATUSES.index(call["status"])
     user = session_user()
     context = {
-        "call": call, "chart": chart, "tallies": list_tallies(ops.engine, call_id, limit=50), "errors": errors or [],
+        "call": call, "chart": view.chart, "tallies": view.tallies, "errors": errors or [],
         "form": form or {}, "idempotency_key": uuid.uuid4().hex,
         "directions": [t for t, d in TALLY_DIRECTIONS.items() if d in OPERATION_TYPES[call["operation_type"]]],
         "categories": [c for c in CATEGORIES if c in VESSEL_TYPES[call["vessel_type"]]],
@@ -162,4 +164,7 @@ def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, stat
         "may_tally": bool(user and may(user.role, "tally")), "may_manage": bool(user and may(user.role, "manage")),
         "timestamp_column": timestamp_column,
     }
-    return render_template("operations/vessel.html", **context), status
+    html = render_template("operations/vessel.html", **context)
+    if anonymous and not session:  # rendering did not start a session (no CSRF token, no flash)
+        ops.vessel_views.remember_anonymous_html(view, html)
+    return html, status

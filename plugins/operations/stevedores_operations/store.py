@@ -6,11 +6,12 @@ inside ``engine.begin()``, so an error rolls the whole request back.
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, time
-from typing import Any, Mapping, Sequence
+from typing import Any, Hashable, Iterator, Mapping, Sequence
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, literal, select, true, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
@@ -77,6 +78,19 @@ def tally_json(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def single_statements(engine: Engine) -> Iterator[Connection]:
+    """A connection in autocommit mode, for work that is one self-contained statement at a time.
+
+    Each statement is then atomic and sees one consistent snapshot on its own, and the connection
+    costs two round trips (pool pre-ping, statement) instead of four (pre-ping, BEGIN, statement,
+    COMMIT/ROLLBACK). Never use it for several writes that must succeed or fail together.
+    """
+    with engine.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT")
+        yield conn
+
+
 # --- vessel calls ---------------------------------------------------------------------
 
 
@@ -106,6 +120,35 @@ def tallied_by_call(conn: Connection, call_ids: Sequence[int]) -> dict[int, dict
     return result
 
 
+def vessel_call_totals(conn: Connection, call_id: int) -> tuple[RowMapping, dict[tuple[str, str], int], Hashable]:
+    """The vessel call row, its tallied units per (plan direction, category), and a fingerprint, in one statement.
+
+    The fingerprint is the row plus, per (direction, category), the sum, count and highest id of the
+    tallies: tallies are only ever inserted, so an equal fingerprint means the very same tallies and the
+    same call (what is derived from them, the chart and the recent list, may be reused as is).
+    NotFoundError if there is no such call.
+    """
+    totals = (select(tallies.c.direction.label("t_direction"), tallies.c.category.label("t_category"),
+                     func.sum(tallies.c.units).label("t_units"), func.count().label("t_count"),
+                     func.max(tallies.c.id).label("t_last_id"))
+              .where(tallies.c.vessel_call_id == call_id)
+              .group_by(tallies.c.direction, tallies.c.category).subquery())
+    rows = conn.execute(select(vessel_calls, totals).select_from(vessel_calls.outerjoin(totals, true()))
+                        .where(vessel_calls.c.id == call_id)).mappings().all()
+    if not rows:
+        raise NotFoundError(FieldError("vessel_call_id", f"no vessel call with id {call_id}"))
+    row = rows[0]
+    tallied: dict[tuple[str, str], int] = {}
+    groups = []
+    for r in rows:
+        if r["t_direction"] is not None:
+            tallied[(TALLY_DIRECTIONS[r["t_direction"]], r["t_category"])] = int(r["t_units"] or 0)
+            groups.append((r["t_direction"], r["t_category"], int(r["t_units"] or 0), int(r["t_count"]),
+                           int(r["t_last_id"])))
+    fingerprint = (tuple(row[c.name] for c in vessel_calls.c), tuple(sorted(groups)))
+    return row, tallied, fingerprint
+
+
 def list_vessel_calls(engine: Engine, status: str | None = None) -> list[dict[str, Any]]:
     """Every vessel call (optionally one status), newest planned start first, with tallied units."""
     if status is not None and status not in STATUSES:
@@ -121,9 +164,9 @@ def list_vessel_calls(engine: Engine, status: str | None = None) -> list[dict[st
 
 def read_vessel_call(engine: Engine, call_id: int) -> dict[str, Any]:
     """One vessel call with its tallied units (NotFoundError if unknown)."""
-    with engine.connect() as conn:
-        row = get_vessel_call(conn, call_id)
-        return vessel_call_json(row, tallied_by_call(conn, [call_id])[call_id])
+    with single_statements(engine) as conn:
+        row, tallied, _fingerprint = vessel_call_totals(conn, call_id)
+    return vessel_call_json(row, tallied)
 
 
 def create_vessel_call(engine: Engine, data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
@@ -170,14 +213,20 @@ def post_tally(engine: Engine, data: Mapping[str, Any], clerk: Clerk, *, vessel_
                ) -> tuple[dict[str, Any], bool]:
     """Record a tally once per (vessel call, idempotency key); returns (tally, created).
 
-    The insert is attempted straight away (one query less on the common path); the
-    unique constraint on (vessel call, idempotency key) catches every repeat, whether
-    sequential or racing: the loser rolls back and returns the first row (created False).
-    The same key with different content is a conflict.
+    The common case is one atomic statement (``_insert_if_accepted``): the insert happens only if
+    the vessel call is operations_active, carries the category and works the direction. When it
+    inserts nothing, the checked path reads the call in a transaction and names what is wrong (or
+    finds that the tally was recorded before). The unique constraint on (vessel call, idempotency
+    key) catches every repeat, whether sequential or racing: the loser's statement fails and it
+    returns the first row (created False). The same key with different content is a conflict.
     """
     now = now or utcnow()
     tally = parse_tally(data, now, vessel_call_id)
     try:
+        with single_statements(engine) as conn:
+            recorded = _insert_if_accepted(conn, tally, clerk, now, shift_starts)
+        if recorded is not None:
+            return recorded, True
         with engine.begin() as conn:
             try:
                 call = _call_for_tally(conn, tally)
@@ -191,11 +240,33 @@ def post_tally(engine: Engine, data: Mapping[str, Any], clerk: Clerk, *, vessel_
             return tally_json({**values, "id": tally_id}), True
     except IntegrityError:
         RACES_SETTLED_BY_CONSTRAINT[0] += 1
-        with engine.connect() as conn:
+        with single_statements(engine) as conn:
             existing = _find_tally(conn, tally)
         if existing is None:
             raise
         return _replayed(existing, tally), False
+
+
+def _insert_if_accepted(conn: Connection, tally: TallyInput, clerk: Clerk, now: datetime,
+                        shift_starts: Sequence[time]) -> dict[str, Any] | None:
+    """INSERT ... SELECT guarded by every rule that depends on the vessel call, as one statement.
+
+    Returns the recorded tally, or None when the call is missing, not operations_active, does not
+    carry the category or does not work the direction (the checked path then says which), or when
+    the category is left for the call's type to decide. Like the checked path it takes no lock on the
+    vessel row: a tally that saw operations_active just before a departure committed is ordered first.
+    """
+    if tally.category is None:
+        return None
+    carrying = [name for name, carried in VESSEL_TYPES.items() if tally.category in carried]
+    working = [name for name, worked in OPERATION_TYPES.items() if TALLY_DIRECTIONS[tally.direction] in worked]
+    values = _tally_row(tally.vessel_call_id, tally.category, tally, clerk, now, shift_starts)
+    columns = list(values)
+    accepted = (select(*(literal(values[c], tallies.c[c].type) for c in columns)).select_from(vessel_calls)
+                .where(vessel_calls.c.id == tally.vessel_call_id, vessel_calls.c.status == "operations_active",
+                       vessel_calls.c.vessel_type.in_(carrying), vessel_calls.c.operation_type.in_(working)))
+    tally_id = conn.execute(insert(tallies).from_select(columns, accepted).returning(tallies.c.id)).scalar()
+    return None if tally_id is None else tally_json({**values, "id": tally_id})
 
 
 def _find_tally(conn: Connection, tally: TallyInput) -> RowMapping | None:
@@ -242,9 +313,14 @@ def _tally_values(call: RowMapping, tally: TallyInput, clerk: Clerk, now: dateti
                                               f"nothing is {tally.direction}"))
     if errors:
         raise ValidationError(errors)
+    return _tally_row(call["id"], category, tally, clerk, now, shift_starts)  # type: ignore[arg-type]
+
+
+def _tally_row(call_id: int, category: str, tally: TallyInput, clerk: Clerk, now: datetime,
+               shift_starts: Sequence[time]) -> dict[str, Any]:
     tallied_at = tally.tallied_at or now
     return {
-        "vessel_call_id": call["id"], "direction": tally.direction, "category": category, "units": tally.units,
+        "vessel_call_id": call_id, "direction": tally.direction, "category": category, "units": tally.units,
         "shift": tally.shift or current_shift(tallied_at, shift_starts)[0], "zone": tally.zone,
         "clerk_id": clerk.id, "clerk": clerk.username, "tallied_at": tallied_at,
         "idempotency_key": tally.idempotency_key,
@@ -253,16 +329,36 @@ def _tally_values(call: RowMapping, tally: TallyInput, clerk: Clerk, now: dateti
 
 def list_tallies(engine: Engine, call_id: int, limit: int = 200) -> list[dict[str, Any]]:
     """The newest tallies of a vessel call (NotFoundError if the call is unknown)."""
-    with engine.connect() as conn:
+    with single_statements(engine) as conn:
         get_vessel_call(conn, call_id)
-        rows = conn.execute(select(tallies).where(tallies.c.vessel_call_id == call_id)
-                            .order_by(tallies.c.tallied_at.desc(), tallies.c.id.desc()).limit(limit)).mappings()
-        return [tally_json(r) for r in rows]
+        return recent_tallies(conn, call_id, limit)
+
+
+def recent_tallies(conn: Connection, call_id: int, limit: int) -> list[dict[str, Any]]:
+    """The newest ``limit`` tallies of a vessel call, newest first."""
+    rows = conn.execute(select(tallies).where(tallies.c.vessel_call_id == call_id)
+                        .order_by(tallies.c.tallied_at.desc(), tallies.c.id.desc()).limit(limit)).mappings()
+    return [tally_json(r) for r in rows]
 
 
 def tally_series(engine: Engine, call_id: int) -> list[tuple[datetime, str, int]]:
-    """Every tally of a call as (time, plan direction, units), oldest first (for the chart)."""
-    with engine.connect() as conn:
-        rows = conn.execute(select(tallies.c.tallied_at, tallies.c.direction, tallies.c.units)
-                            .where(tallies.c.vessel_call_id == call_id).order_by(tallies.c.tallied_at))
-        return [(as_utc(t), TALLY_DIRECTIONS[d], u) for t, d, u in rows]  # type: ignore[misc]
+    """Units tallied per minute and plan direction as (minute, direction, units), oldest first (for the chart)."""
+    with single_statements(engine) as conn:
+        return tally_series_on(conn, call_id)
+
+
+def tally_series_on(conn: Connection, call_id: int) -> list[tuple[datetime, str, int]]:
+    """``tally_series`` on an open connection: summed by the database, one row per minute and direction.
+
+    The chart is a few hundred pixels wide, so minutes lose nothing visible, and a vessel call with
+    thousands of tallies costs a few hundred rows instead of thousands.
+    """
+    if conn.dialect.name == "postgresql":
+        minute: Any = func.date_trunc("minute", tallies.c.tallied_at)
+    else:  # SQLite keeps UTC timestamps as ISO text
+        minute = func.strftime("%Y-%m-%d %H:%M:00", tallies.c.tallied_at)
+    rows = conn.execute(select(minute.label("minute"), tallies.c.direction, func.sum(tallies.c.units))
+                        .where(tallies.c.vessel_call_id == call_id)
+                        .group_by(minute, tallies.c.direction).order_by(minute))
+    return [(as_utc(m if isinstance(m, datetime) else datetime.fromisoformat(m)), TALLY_DIRECTIONS[d], int(u))
+            for m, d, u in rows]  # type: ignore[misc]
