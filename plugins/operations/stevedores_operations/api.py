@@ -76,7 +76,6 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         if not isinstance(user, Clerk):
             return user
         call = create_vessel_call(state().engine, _json_body())
-        state().summary.invalidate()
         return jsonify(call), 201, {"Location": f"/api/vessel-calls/{call['id']}"}
 
     @api.get("/vessel-calls/<int:call_id>")
@@ -89,7 +88,6 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         if not isinstance(user, Clerk):
             return user
         call = update_vessel_call(state().engine, call_id, _json_body())
-        state().summary.invalidate()
         return jsonify(call)
 
     @api.get("/vessel-calls/<int:call_id>/tallies")
@@ -107,8 +105,6 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
             body["idempotency_key"] = request.headers["Idempotency-Key"]
         ops = state()
         tally, created = post_tally(ops.engine, body, user, shift_starts=ops.shift_starts)
-        if created:
-            ops.summary.invalidate()
         return jsonify(tally=tally, created=created), 201 if created else 200
 
     return api

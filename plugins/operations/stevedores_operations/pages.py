@@ -90,8 +90,6 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
         except OperationsError as exc:
             return _vessel_page(call_id, errors=[(e.field, e.message) for e in exc.errors], status=exc.status,
                                 form=request.form)
-        if created:
-            ops.summary.invalidate()
         flash(f"Tallied {tally['units']} {tally['category']} {tally['direction']} in zone {tally['zone']}"
               + ("" if created else " (already recorded: counted once)"))
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
@@ -108,7 +106,6 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
             call = update_vessel_call(state().engine, call_id, {"status": request.form.get("status", "")})
         except OperationsError as exc:
             return _vessel_page(call_id, errors=[(e.field, e.message) for e in exc.errors], status=exc.status)
-        state().summary.invalidate()
         flash(f"{call['vessel_name']} is now {STATUS_WORDS[call['status']]}")
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
 

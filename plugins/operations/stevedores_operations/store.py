@@ -201,7 +201,8 @@ def update_vessel_call(engine: Engine, call_id: int, data: Mapping[str, Any],
             values["status"] = wanted
             values[timestamp_column(wanted)] = now
         if values:
-            conn.execute(update(vessel_calls).where(vessel_calls.c.id == call_id).values(**values))
+            conn.execute(update(vessel_calls).where(vessel_calls.c.id == call_id)
+                         .values(**values, version=vessel_calls.c.version + 1))
         return vessel_call_json(get_vessel_call(conn, call_id), tallied_by_call(conn, [call_id])[call_id])
 
 

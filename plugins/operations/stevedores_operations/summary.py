@@ -1,7 +1,10 @@
 """The dashboard summary: progress per vessel call, rates this shift, projections, berths.
 
 Computed with three aggregate queries and cached as JSON through the ``cache`` service
-(Redis when it answers, process memory otherwise); writes delete the cached copy.
+(Redis when it answers, process memory otherwise) under a key that includes a fingerprint
+of the data: one cheap query per request tells whether anything changed, whichever
+process (or script) changed it, so the dashboard is never stale across workers, with or
+without Redis. Time-dependent figures (rates, projections) age at most the cache TTL.
 Without a cache service it is computed on every request.
 """
 
@@ -30,16 +33,29 @@ from .domain import (
     iso,
     utcnow,
 )
-from .store import tallied_by_call
+from .store import single_statements, tallied_by_call
 from .tables import tallies, vessel_calls
 
 log = logging.getLogger("stevedores.operations")
-CACHE_KEY = "operations:summary:v1"
-#: A process keeps the summary it last read for this long before asking the cache again (one round trip
-#: saved per dashboard request); a write made through another process shows up here within this time.
-LOCAL_SECONDS = 1.0
+CACHE_KEY = "operations:summary:v2"
 #: Below this much elapsed shift time the rate is taken over this floor (no spikes at shift change).
 MIN_RATE_WINDOW = timedelta(minutes=15)
+
+
+def data_fingerprint(engine: Engine) -> str:
+    """Changes whenever a vessel call or a tally is added or a vessel call changes.
+
+    Tallies are insert-only (count and highest id say it all); every change to a vessel
+    call bumps its ``version``. One statement, one round trip.
+    """
+    calls = select(func.count(), func.coalesce(func.max(vessel_calls.c.id), 0),
+                   func.coalesce(func.sum(vessel_calls.c.version), 0))
+    counted = select(func.count(), func.coalesce(func.max(tallies.c.id), 0))
+    with single_statements(engine) as conn:
+        row = conn.execute(select(*[calls.with_only_columns(c).scalar_subquery() for c in calls.selected_columns],
+                                  *[counted.with_only_columns(c).scalar_subquery()
+                                    for c in counted.selected_columns])).one()
+    return "-".join(str(int(v)) for v in row)
 
 
 def compute_summary(engine: Engine, now: datetime | None = None, shift_starts: Sequence[time] | None = None,
@@ -129,47 +145,43 @@ class SummaryCache:
         self._engine_of, self.cache, self.ttl = engine_of, cache, ttl
         self.shift_starts, self.berths = shift_starts, berths
         self._computing = threading.Lock()
-        self._local: tuple[float, str] | None = None  # (monotonic expiry, JSON): saves a cache round trip
+        self._local: tuple[float, str, str] | None = None  # (monotonic expiry, fingerprint, JSON)
 
     def get(self) -> dict[str, Any]:
         """The summary from the cache, or computed (and cached) now."""
         return json.loads(self.get_json())
 
     def get_json(self) -> str:
-        """The summary as the JSON text that is cached (the same text while the cached copy lives)."""
+        """The summary as the JSON text that is cached, for the data as it is now."""
         if self.cache is None or self.ttl <= 0:
             return self._compute()
+        fingerprint = data_fingerprint(self._engine_of())
         local = self._local
-        if local is not None and local[0] > monotonic():
-            return local[1]
-        cached = self._cached()
+        if local is not None and local[0] > monotonic() and local[1] == fingerprint:
+            return local[2]
+        key = f"{CACHE_KEY}:{fingerprint}"
+        cached = self._cached(key, fingerprint)
         if cached is not None:
             return cached
-        with self._computing:  # one thread per process recomputes after a write; the others wait for it
-            cached = self._cached()
+        with self._computing:  # one thread per process computes; the others wait for it
+            cached = self._cached(key, fingerprint)
             if cached is not None:
                 return cached
             text = self._compute()
-            self.cache.set(CACHE_KEY, text, ttl=self.ttl)
-            self._local = (monotonic() + min(LOCAL_SECONDS, self.ttl), text)
+            self.cache.set(key, text, ttl=self.ttl)
+            self._local = (monotonic() + self.ttl, fingerprint, text)
             return text
 
-    def _cached(self) -> str | None:
-        cached = self.cache.get(CACHE_KEY)
+    def _cached(self, key: str, fingerprint: str) -> str | None:
+        cached = self.cache.get(key)
         if not cached:
             return None
         text = cached.decode() if isinstance(cached, bytes) else str(cached)
         if text.startswith("{"):
-            self._local = (monotonic() + min(LOCAL_SECONDS, self.ttl), text)
+            self._local = (monotonic() + self.ttl, fingerprint, text)
             return text
         log.warning("ignoring an unreadable cached operations summary")
         return None
 
     def _compute(self) -> str:
         return json.dumps(compute_summary(self._engine_of(), shift_starts=self.shift_starts, berths=self.berths))
-
-    def invalidate(self) -> None:
-        """Forget the cached summary after a write (other processes' local copies live at most LOCAL_SECONDS)."""
-        self._local = None
-        if self.cache is not None:
-            self.cache.delete(CACHE_KEY)

@@ -63,6 +63,7 @@ vessel_calls = Table(
     Column("operations_active_at", DateTime(timezone=True)),
     Column("operations_complete_at", DateTime(timezone=True)),
     Column("departed_at", DateTime(timezone=True)),
+    Column("version", Integer, nullable=False, server_default="0"),  # bumped by every change (0003)
     Index("ix_operations_vessel_calls_status", "status"),
 )
 

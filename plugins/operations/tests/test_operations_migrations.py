@@ -53,11 +53,13 @@ def test_upgrade_from_the_previous_revision_keeps_data(empty_database: Any) -> N
                 "INSERT INTO operations_tallies (vessel_call_id, direction, units, shift, zone, clerk, tallied_at, "
                 "idempotency_key) VALUES (:id, 'discharged', :units, '06:00-14:00', 'A1', 'old', :t, :key)"),
                 {"id": call_id, "units": 3 * call_id, "t": "2026-05-01 07:00:00", "key": f"k{call_id}"})
-    assert upgrade(empty_database) == ("0001_initial", "0002_tally_category")
+    assert upgrade(empty_database) == ("0001_initial", "0003_vessel_call_version")
     with empty_database.connect() as conn:
         rows = conn.execute(text("SELECT vessel_call_id, units, category, clerk FROM operations_tallies "
                                  "ORDER BY vessel_call_id")).all()
+        versions = conn.execute(text("SELECT id, version FROM operations_vessel_calls ORDER BY id")).all()
     assert [tuple(r) for r in rows] == [(1, 3, "heavy", "old"), (2, 6, "auto", "old")]
+    assert [tuple(v) for v in versions] == [(1, 0), (2, 0)]
     indexes = {i["name"] for i in inspect(empty_database).get_indexes("operations_tallies")}
     assert "ix_operations_tallies_call_time" in indexes
 
@@ -110,7 +112,7 @@ def cli(tmp_path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.C
 
 def test_cli_db_upgrade_users_and_demo_data(tmp_path: Path) -> None:
     upgraded = cli(tmp_path, "db", "upgrade", OPERATIONS_AUTO_MIGRATE="0")
-    assert upgraded.returncode == 0 and "empty -> 0002_tally_category" in upgraded.stdout, upgraded.stderr
+    assert upgraded.returncode == 0 and "empty -> 0003_vessel_call_version" in upgraded.stdout, upgraded.stderr
     created = cli(tmp_path, "users", "create", "Bob", "--role", "manager", "--password-stdin", "--token",
                   stdin="a long enough password\n")
     assert created.returncode == 0 and "created manager bob" in created.stdout, created.stderr
