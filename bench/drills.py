@@ -23,6 +23,7 @@ from typing import Callable
 from sqlalchemy import create_engine, text
 
 from bench.loadgen import Load, Record, Stats
+from bench.results import machine_line, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 PATHS = ["/", "/health/quick"]
@@ -206,11 +207,15 @@ def main() -> int:
     unknown = [n for n in args.drills if n not in DRILLS]
     if unknown:
         parser.error(f"unknown drill {unknown[0]!r}; choose from {', '.join(DRILLS)}")
-    results = []
+    results, lines = [], [machine_line(), f"{args.clients} clients, {args.seconds:.0f} s per drill, paths {PATHS}"]
+    print(lines[0], flush=True)
     for name in args.drills or list(DRILLS):
         result = run_drill(name, args.seconds, args.clients)
         print(result.line(), flush=True)
         results.append(result)
+        lines.append(result.line())
+    if not args.drills:  # only a full run replaces the recorded figures
+        write_section("Fault drills", "make drills (python -m bench.drills)", lines)
     return 0 if all(r.passed for r in results) else 1
 
 

@@ -11,14 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -26,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from bench.results import RESULTS, machine_line, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 HERE = Path(__file__).resolve().parent
@@ -156,15 +155,14 @@ def main() -> int:
     """Run the harness and write bench/RESULTS.md."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=int, default=int(os.environ.get("BENCH_SECONDS", "20")))
-    parser.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    parser.add_argument("--results", type=Path, default=RESULTS)
     args = parser.parse_args()
     for tool in ("ab", "wrk"):
         if not shutil.which(tool):
             print(f"bench: {tool} is missing (make install-test installs it)", file=sys.stderr)
             return 2
     report = Report()
-    report.say(f"machine: {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB, "
-               f"{platform.python_implementation()} {platform.python_version()}, {time.strftime('%Y-%m-%d')}")
+    report.say(machine_line())
     env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token"}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         dashboard = start_stack(stack, Path(tmp) / "app", env)
@@ -177,8 +175,7 @@ def main() -> int:
         report.say(f"cold start (import + create_app with every plugin, median of 3): {cold * 1000:.0f} ms")
     verdict = "all guide promises held" if not report.broken else f"{len(report.broken)} promise(s) broken"
     report.say(verdict)
-    args.results.write_text("# Benchmark results\n\nCommand: `make bench` (python -m bench.harness)\n\n```\n"
-                            + "\n".join(report.lines) + "\n```\n")
+    write_section("Benchmark", "make bench (python -m bench.harness)", report.lines, args.results)
     return 0 if not report.broken else 1
 
 
