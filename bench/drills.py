@@ -152,7 +152,9 @@ def drill_sigterm(s: Stack, load: Load, seconds: float) -> DrillResult:
     stats = load.stop()
     before = [r for r in stats.records if r.started + r.elapsed < t]
     broken = [r for r in before if not r.ok] + [r for r in slow if not r.ok]
-    return DrillResult("sigterm", stats, broken, f"slow_in_flight_ok={sum(r.ok for r in slow)}/3 exit={code}")
+    after = sum(1 for r in stats.records if r.started + r.elapsed >= t and not r.ok)
+    return DrillResult("sigterm", stats, broken, f"slow_in_flight_ok={sum(r.ok for r in slow)}/3 exit={code} "
+                       f"refused_after_stop={after} (expected: the server is gone)")
 
 
 def drill_sighup(s: Stack, load: Load, seconds: float) -> DrillResult:

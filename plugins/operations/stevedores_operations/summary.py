@@ -45,16 +45,18 @@ MIN_RATE_WINDOW = timedelta(minutes=15)
 def data_fingerprint(engine: Engine) -> str:
     """Changes whenever a vessel call or a tally is added or a vessel call changes.
 
-    Tallies are insert-only (count and highest id say it all); every change to a vessel
-    call bumps its ``version``. One statement, one round trip.
+    Tallies are insert-only, so their highest id says it all (an index lookup, however
+    many tallies there are); every change to a vessel call bumps its ``version``, and the
+    vessel calls are few. One statement, one round trip.
     """
-    calls = select(func.count(), func.coalesce(func.max(vessel_calls.c.id), 0),
-                   func.coalesce(func.sum(vessel_calls.c.version), 0))
-    counted = select(func.count(), func.coalesce(func.max(tallies.c.id), 0))
+    fingerprint = select(
+        select(func.count()).select_from(vessel_calls).scalar_subquery(),
+        select(func.coalesce(func.max(vessel_calls.c.id), 0)).scalar_subquery(),
+        select(func.coalesce(func.sum(vessel_calls.c.version), 0)).scalar_subquery(),
+        select(func.coalesce(func.max(tallies.c.id), 0)).scalar_subquery(),
+    )
     with single_statements(engine) as conn:
-        row = conn.execute(select(*[calls.with_only_columns(c).scalar_subquery() for c in calls.selected_columns],
-                                  *[counted.with_only_columns(c).scalar_subquery()
-                                    for c in counted.selected_columns])).one()
+        row = conn.execute(fingerprint).one()
     return "-".join(str(int(v)) for v in row)
 
 
