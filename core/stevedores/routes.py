@@ -14,6 +14,7 @@ from flask import current_app, request
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "_stevedores_infrastructure"
+_ENVIRON_KEY = "stevedores.infrastructure"  # the answer for the current request, asked many times
 
 
 def infrastructure(view: F) -> F:
@@ -24,6 +25,15 @@ def infrastructure(view: F) -> F:
 
 def is_infrastructure(endpoint: str | None = None) -> bool:
     """True when ``endpoint`` (default: the current request's) is an infrastructure endpoint."""
-    endpoint = request.endpoint if endpoint is None else endpoint
+    if endpoint is not None:
+        return _marked(endpoint)
+    environ = request.environ
+    answer = environ.get(_ENVIRON_KEY)
+    if answer is None:
+        answer = environ[_ENVIRON_KEY] = _marked(request.endpoint)
+    return answer
+
+
+def _marked(endpoint: str | None) -> bool:
     view = current_app.view_functions.get(endpoint or "")
     return bool(view is not None and getattr(view, _MARK, False))
