@@ -74,3 +74,22 @@ def test_workers_shows_the_decision(run_cli: Callable) -> None:
     result = run_cli("workers", "--json", env={"MEMORY_LIMIT_MB": "128", "WEB_WORKERS": "4"})
     decision = json.loads(result.stdout)
     assert decision["final"] == 2 and decision["decided_by"] == "memory_guard"
+
+
+def test_serve_dev_runs_flasks_server_and_stops(tmp_path) -> None:  # noqa: ANN001
+    import signal
+    import subprocess
+
+    from stevedores.testing import free_port, wait_for_http
+
+    from .conftest import STEVEDORES, clean_environ
+
+    port = free_port()
+    proc = subprocess.Popen([STEVEDORES, "serve", "--dev", "--port", str(port)], env=clean_environ(tmp_path),
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health/live", 30, proc)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        output = proc.communicate(timeout=30)[0]
+    assert f"127.0.0.1:{port}" in output

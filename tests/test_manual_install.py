@@ -1,0 +1,51 @@
+"""The guide's manual path, whole: a fresh virtualenv, `pip install -r requirements.txt`, then
+`FLASK_ENV=production FLASK_CONFIG=render gunicorn -c gunicorn.conf.py wsgi:application`."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from stevedores.testing import free_port, wait_for_http
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.timeout(400)
+def test_requirements_install_and_the_guide_command_serves(tmp_path: Path) -> None:
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    install = subprocess.run([str(venv / "bin" / "pip"), "install", "--quiet", "-r", "requirements.txt"],
+                             cwd=REPO, capture_output=True, text=True, timeout=360)
+    assert install.returncode == 0, install.stderr[-3000:]
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("STEVEDORES_", "PYTHONPATH", "VIRTUAL_ENV"))}
+    env.update({"PATH": f"{venv / 'bin'}:{env.get('PATH', '')}", "FLASK_ENV": "production", "FLASK_CONFIG": "render",
+                "SECRET_KEY": "m" * 40, "PORT": str(port), "WEB_WORKERS": "1", "LOG_FILE": "none",
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'manual.sqlite3'}"})
+    proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:application"], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_http(f"http://127.0.0.1:{port}/health/live", 60, proc)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=10) as response:
+            assert json.load(response)["status"] == "alive"
+        listing = subprocess.run([str(venv / "bin" / "stevedores"), "plugins", "--json"], env=env, cwd=tmp_path,
+                                 capture_output=True, text=True, timeout=60)
+        plugins = {p["name"]: p["status"] for p in json.loads(listing.stdout)}
+        expected = {p.parent.name for p in REPO.glob("plugins/*/pyproject.toml")}
+        assert {name for name, status in plugins.items() if status == "active"} == expected
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        output = proc.communicate(timeout=40)[0]
+    assert proc.returncode == 0, output[-3000:]
+    assert "Final Workers: 1" in output
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import stevedores; print(stevedores.__file__)"],
+                           capture_output=True, text=True, cwd=tmp_path).stdout
+    assert where.startswith(str(venv)), where  # the installed core is used, not this checkout's sources
