@@ -41,8 +41,10 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", "stevedores_landing", _landing)
     if config["TRUSTED_PROXIES"]:
+        # Client address and scheme only: many proxies pass a client's X-Forwarded-Host through
+        # untouched, and a trusted one would steer redirects and external URLs to any host.
         n = config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0)  # type: ignore[method-assign]
     return app
 
 

@@ -19,28 +19,21 @@ FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
 
 class OneLineFormatter(logging.Formatter):
-    """UTC timestamps; a multi-line message or traceback is folded onto one line."""
+    """UTC timestamps; a multi-line message or traceback is folded onto one line; the
+    values of secret settings are replaced with ``<redacted>`` in the finished line,
+    tracebacks included."""
 
     converter = time.gmtime
 
+    def __init__(self, fmt: str, datefmt: str, secrets: Iterable[str] = ()) -> None:
+        super().__init__(fmt, datefmt=datefmt)
+        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+
     def format(self, record: logging.LogRecord) -> str:
-        return super().format(record).replace("\r", "").replace("\n", " | ")
-
-
-class RedactSecrets(logging.Filter):
-    """Replaces the values of secret settings in every record with ``<redacted>``."""
-
-    def __init__(self, secrets: Iterable[str]) -> None:
-        super().__init__()
-        self.secrets = [s for s in secrets if s]
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if self.secrets:
-            message = record.getMessage()
-            for secret in self.secrets:
-                message = message.replace(secret, "<redacted>")
-            record.msg, record.args = message, None
-        return True
+        line = super().format(record).replace("\r", "").replace("\n", " | ")
+        for secret in self.secrets:
+            line = line.replace(secret, "<redacted>")
+        return line
 
 
 def configure_logging(config: Config) -> None:
@@ -50,8 +43,7 @@ def configure_logging(config: Config) -> None:
         logger.removeHandler(handler)
         handler.close()
     logger.setLevel(config["LOG_LEVEL"])
-    formatter = OneLineFormatter(FORMAT, datefmt="%Y-%m-%dT%H:%M:%SZ")
-    redact = RedactSecrets(config.secret_values())
+    formatter = OneLineFormatter(FORMAT, "%Y-%m-%dT%H:%M:%SZ", config.secret_values())
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     log_file = config["LOG_FILE"]
     if log_file and log_file.lower() != "none":
@@ -59,7 +51,6 @@ def configure_logging(config: Config) -> None:
     for handler in handlers:
         handler._stevedores = True  # type: ignore[attr-defined]
         handler.setFormatter(formatter)
-        handler.addFilter(redact)
         logger.addHandler(handler)
 
 

@@ -17,7 +17,8 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def _configured_token() -> str | None:
-    return current_app.extensions["stevedores"].config.get("OPS_TOKEN")
+    token = current_app.extensions["stevedores"].config.get("OPS_TOKEN")
+    return token.strip() if token else None  # a secret file's trailing newline is not part of it
 
 
 def is_operator() -> bool:

@@ -16,6 +16,10 @@ F = TypeVar("F", bound=Callable[..., Any])
 _MARK = "_stevedores_infrastructure"
 _ENVIRON_KEY = "stevedores.infrastructure"  # the answer for the current request, asked many times
 
+#: WSGI middleware that answers a request itself, below Flask, puts the route pattern it
+#: served here, so that measuring middleware can still label the request.
+ROUTE_ENVIRON_KEY = "stevedores.route"
+
 
 def infrastructure(view: F) -> F:
     """Decorate a view (put it under the route decorator) as an infrastructure endpoint."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
@@ -36,6 +37,8 @@ class Runtime:
         self.health_checks: list[tuple[str, HealthCheck]] = []
         self.menu_links: list[tuple[str, MenuLink]] = []
         self.telemetry = Telemetry()
+        self._decision: WorkerDecision | None = None
+        self._decision_lock = threading.Lock()
         self._engine = EngineHolder(config)
         self._shut_down = False
 
@@ -69,7 +72,11 @@ class Runtime:
                 self.services[name], self.service_owners[name] = service, plugin
 
     def attach(self, app: Flask) -> None:
-        """Run the per-app hooks: startup, then middleware, health checks and menu links."""
+        """Run the per-app hooks: startup, then middleware, health checks and menu links.
+
+        The worker decision is taken first, so that startup hooks and views only read it.
+        """
+        self.worker_decision()
         self.plugins.call("stevedores_startup", app=app, config=self.config)
         self.middleware = self._collect(app, "stevedores_middleware", Middleware)
         self.health_checks = self._collect(app, "stevedores_health_checks", HealthCheck)
@@ -83,13 +90,15 @@ class Runtime:
         self._drop_failed()
         self.middleware.sort(key=lambda pm: (pm[1].order, pm[0], pm[1].name))
 
-    def _collect(self, app: Flask, hook: str, kind: type) -> list[tuple[str, Any]]:
+    def _collect(self, app: Flask | None, hook: str, kind: type) -> list[tuple[str, Any]]:
+        """Call ``hook`` and keep what is ``kind`` (or a list of it); a plugin returning anything else fails."""
         collected: list[tuple[str, Any]] = []
-        for plugin, items in self.plugins.call(hook, app=app, config=self.config):
-            items = [items] if isinstance(items, kind) else list(items)
-            wrong = [i for i in items if not isinstance(i, kind)]
-            if wrong:
-                self.plugins.fail(plugin, f"{hook} returned {type(wrong[0]).__name__}, not {kind.__name__}")
+        arguments = {"config": self.config} if app is None else {"app": app, "config": self.config}
+        for plugin, result in self.plugins.call(hook, **arguments):
+            items = _items_of(result, kind)
+            if items is None:
+                self.plugins.fail(plugin, f"{hook} returned {_describe_result(result)}, not {kind.__name__} "
+                                          f"or a list of {kind.__name__}")
                 continue
             collected.extend((plugin, item) for item in items)
         return collected
@@ -115,15 +124,15 @@ class Runtime:
         return self._engine.get()
 
     def worker_decision(self) -> WorkerDecision:
-        """Ask every plugin for its worker limit and combine them (see docs/plugins.md)."""
-        proposals: list[tuple[str, WorkerProposal]] = []
-        for plugin, result in self.plugins.call("stevedores_worker_limits", config=self.config):
-            items = [result] if isinstance(result, WorkerProposal) else list(result)
-            if not all(isinstance(i, WorkerProposal) for i in items):
-                self.plugins.fail(plugin, "stevedores_worker_limits returned something other than WorkerProposal")
-                continue
-            proposals.extend((plugin, i) for i in items)
-        return decide_workers(self.config, proposals)
+        """The worker count and its reasons: the plugins' proposals combined (see docs/plugins.md).
+
+        Asked once per runtime (at start-up) and remembered: requests only read it.
+        """
+        with self._decision_lock:
+            if self._decision is None:
+                self._decision = decide_workers(self.config, self._collect(None, "stevedores_worker_limits",
+                                                                           WorkerProposal))
+            return self._decision
 
     # --- process lifecycle -----------------------------------------------------------
 
@@ -147,18 +156,33 @@ def declared_settings(plugins: Plugins) -> list[tuple[str, Setting]]:
     """``(owner, Setting)`` for the core's settings, then each plugin's; a plugin repeating a name is failed."""
     declared = [("core", s) for s in CORE_SETTINGS]
     owners = {s.name: "core" for s in CORE_SETTINGS}
-    for plugin, settings in plugins.call("stevedores_settings"):
-        settings = list(settings)
-        bad = [s for s in settings if not isinstance(s, Setting)]
-        clash = [s.name for s in settings if not bad and s.name in owners]
-        if bad or clash:
-            why = (f"stevedores_settings returned {type(bad[0]).__name__}, not Setting" if bad
+    for plugin, result in plugins.call("stevedores_settings"):
+        settings = _items_of(result, Setting)
+        clash = [s.name for s in settings or () if s.name in owners]
+        if settings is None or clash:
+            why = (f"stevedores_settings returned {_describe_result(result)}, not a list of Setting" if settings is None
                    else f"setting {clash[0]} is already declared by {owners[clash[0]]}")
             plugins.fail(plugin, why)
             continue
         declared.extend((plugin, s) for s in settings)
         owners.update({s.name: plugin for s in settings})
     return declared
+
+
+def _items_of(result: Any, kind: type) -> list[Any] | None:
+    """``result`` as a list of ``kind`` (a single one is a list of one), or None if it is anything else."""
+    if isinstance(result, kind):
+        return [result]
+    if isinstance(result, (list, tuple)) and all(isinstance(item, kind) for item in result):
+        return list(result)
+    return None
+
+
+def _describe_result(result: Any) -> str:
+    if isinstance(result, (list, tuple)):
+        wrong = next((item for item in result), None)
+        return f"a {type(result).__name__} holding {type(wrong).__name__}"
+    return type(result).__name__
 
 
 def get_runtime(app: Flask) -> Runtime:

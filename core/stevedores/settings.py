@@ -204,9 +204,9 @@ class Config(Mapping[str, Any]):
         return self.profile == "production"
 
     def secret_values(self) -> list[str]:
-        """The values of secret settings (for log redaction); short ones are skipped."""
+        """The values of secret settings (for log redaction); values under 4 characters are skipped."""
         return [str(self._values[n]) for n, s in self.settings.items() if s.secret and self._values.get(n)
-                and len(str(self._values[n])) >= 6]
+                and len(str(self._values[n])) >= 4]
 
     def display(self, name: str) -> str:
         """The value as it may be shown to a person: secrets redacted."""

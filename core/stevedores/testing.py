@@ -117,13 +117,16 @@ def install_plugin_distribution(site: Path, entry_point: str, code: str, **metad
 
 @pytest.fixture
 def stevedores_environ(tmp_path: Path) -> dict[str, str]:
-    """Settings for a test app: testing profile, SQLite and logs under tmp_path."""
+    """Settings for a test app: testing profile, SQLite and logs under tmp_path, strict plugins."""
     return {
         "FLASK_ENV": "testing",
         "DATABASE_URL": f"sqlite:///{tmp_path / 'stevedores.sqlite3'}",
         "LOG_FILE": str(tmp_path / "logs" / "stevedores_dashboard.log"),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "WEB_WORKERS": "2",  # light servers on small CI machines; tests that size workers set their own
+        # A plugin that breaks must fail the test, not quietly drop out of the app; tests of
+        # failure isolation set it to "0".
+        "STEVEDORES_STRICT_PLUGINS": "1",
     }
 
 

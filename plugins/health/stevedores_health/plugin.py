@@ -10,9 +10,10 @@ from typing import Any
 
 from flask import Flask
 
-from stevedores import HealthCheck, MenuLink, Setting, get_runtime, hookimpl
+from stevedores import HealthCheck, MenuLink, Middleware, Setting, get_runtime, hookimpl
 
 from .checks import application_check, database_check, system_check, writable_location
+from .fast_probe import quick_probe_middleware
 from .settings import SETTINGS
 from .state import EXTENSION, HealthSettings, HealthState
 from .views import create_blueprint
@@ -29,6 +30,13 @@ def stevedores_startup(app: Flask, config: Any) -> None:
     """Register the routes and the per-app state."""
     app.extensions[EXTENSION] = HealthState(app, get_runtime(app), HealthSettings.from_config(config))
     app.register_blueprint(create_blueprint())
+
+
+@hookimpl
+def stevedores_middleware(app: Flask) -> list[Middleware]:
+    """/health/quick served below Flask from the snapshot (see fast_probe.py)."""
+    state: HealthState = app.extensions[EXTENSION]
+    return [quick_probe_middleware(state.snapshot)]
 
 
 @hookimpl

@@ -17,6 +17,7 @@ from flask_talisman import Talisman
 from stevedores import is_infrastructure
 
 from . import csp
+from .settings import under_exempt_path
 
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
 REFERRER_POLICY = "strict-origin-when-cross-origin"
@@ -115,7 +116,7 @@ class Transport:
         """before_request: send plain-HTTP requests to https:// in production."""
         if not self.production or request.is_secure:
             return None
-        if is_infrastructure() or request.path.startswith(self.exempt_paths):
+        if is_infrastructure() or under_exempt_path(request.path, self.exempt_paths):
             return None
         code = 301 if request.method in ("GET", "HEAD") else 308
         return redirect(request.url.replace("http://", "https://", 1), code=code)

@@ -19,6 +19,7 @@ from limits import parse_many
 from stevedores import is_infrastructure
 
 from .counting import ResilientCounter
+from .settings import under_exempt_path
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -93,7 +94,7 @@ class RateLimits:
 
     def is_exempt(self) -> bool:
         """True for infrastructure routes (``@infrastructure``) and SECURITY_EXEMPT_PATHS."""
-        return is_infrastructure() or request.path.startswith(self.exempt_paths)
+        return is_infrastructure() or under_exempt_path(request.path, self.exempt_paths)
 
     def _refuse(self, limit: RequestLimit) -> Response:
         self.refusals += 1

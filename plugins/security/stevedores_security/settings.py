@@ -54,3 +54,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Extra path prefixes treated like @infrastructure routes (never rate limited nor redirected "
             "to HTTPS), for probe routes a third-party plugin did not mark."),
 )
+
+
+def under_exempt_path(path: str, exempt_paths: tuple[str, ...]) -> bool:
+    """True when ``path`` is one of ``exempt_paths`` or below one (whole segments: /health
+    covers /health/x, never /healthcare)."""
+    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in exempt_paths)

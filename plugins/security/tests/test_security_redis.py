@@ -161,13 +161,13 @@ def test_real_redis_resilience_plugin_hang_kill_and_restart(
         (after_open if was_open else waited).append(time.monotonic() - started)
     assert statuses == [200] * 5 + [429] * 2  # in memory: 10 // 2 workers
     assert len(waited) == 2 and all(0.9 < w < 1.9 for w in waited), waited  # one wait per request, not three
-    assert len(after_open) == 5 and max(after_open) < 0.5, after_open  # breaker open: no wait at all
+    assert len(after_open) == 5 and max(after_open) < 0.9, after_open  # breaker open: never the 1 s wait
     server.resume()
     server.kill()  # mid-run, while the breaker is open
     for _ in range(3):
         started = time.monotonic()
         response = client.get("/probe/b")
-        assert response.status_code == 429 and time.monotonic() - started < 0.5
+        assert response.status_code == 429 and time.monotonic() - started < 0.9  # under one read timeout
     assert _rate_check(app)["reason"] == "Redis circuit breaker is open"
 
     server.start()  # empty dataset; after the recovery timeout a probe closes the breaker
