@@ -98,3 +98,16 @@ def test_infrastructure_routes_are_marked(make_stevedores_app: Callable) -> None
 
     client = make_stevedores_app(plugins=[], extra_plugins=[("probe", Probe())]).test_client()
     assert client.get("/probe").text == "True" and client.get("/page").text == "False"
+
+
+def test_secrets_are_redacted_from_tracebacks_too(make_stevedores_app: Callable, tmp_path: Path) -> None:
+    log_file = tmp_path / "trace.log"
+    make_stevedores_app(plugins=[], env={"LOG_FILE": str(log_file), "OPS_TOKEN": "tok3n-in-a-traceback"})
+    try:
+        raise RuntimeError("connecting with tok3n-in-a-traceback failed")
+    except RuntimeError:
+        logging.getLogger("stevedores.test").exception("it failed")
+    for handler in logging.getLogger("stevedores").handlers:
+        handler.flush()
+    text = log_file.read_text()
+    assert "RuntimeError" in text and "tok3n-in-a-traceback" not in text and "<redacted>" in text

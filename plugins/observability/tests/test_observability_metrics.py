@@ -322,3 +322,14 @@ def test_scrapes_are_never_rate_limited_nor_redirected_with_every_plugin_install
     client = app.test_client()
     assert [client.get("/metrics", headers=AUTH).status_code for _ in range(6)] == [200] * 6
     assert "stevedores_http_requests_total" in client.get("/metrics", headers=AUTH).get_data(as_text=True)
+
+
+def test_answers_made_below_flask_are_counted_under_their_route(make_stevedores_app: Callable[..., Any]) -> None:
+    app = make_stevedores_app(plugins=["observability", "health"], env={"OPS_TOKEN": TOKEN})
+    client = app.test_client()
+    for _ in range(4):  # the first through Flask, the rest answered by the health plugin's WSGI fast path
+        assert client.get("/health/quick").status_code == 200
+    text = client.get("/metrics", headers=AUTH).get_data(as_text=True)
+    line = next(line for line in text.splitlines() if line.startswith("stevedores_http_requests_total{")
+                and 'route="/health/quick"' in line)
+    assert float(line.rsplit(" ", 1)[1]) == 4 and 'status="200"' in line and 'method="GET"' in line

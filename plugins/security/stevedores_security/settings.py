@@ -59,4 +59,5 @@ SETTINGS: tuple[Setting, ...] = (
 def under_exempt_path(path: str, exempt_paths: tuple[str, ...]) -> bool:
     """True when ``path`` is one of ``exempt_paths`` or below one (whole segments: /health
     covers /health/x, never /healthcare)."""
-    return any(path == p or path.startswith(p.rstrip("/") + "/") for p in exempt_paths)
+    bases = (p.rstrip("/") for p in exempt_paths)
+    return any(path == base or path.startswith(base + "/") for base in bases)

@@ -107,3 +107,12 @@ def test_a_bad_limit_from_another_plugin_fails_that_plugin_only(make_stevedores_
     info = {p.name: p for p in app.extensions["stevedores"].plugins.listing()}
     assert info["sloppy"].status == "failed" and "'thirty a minute' is not a rate limit" in info["sloppy"].error
     assert info["security"].status == "active"
+
+
+def test_exempt_paths_match_whole_segments() -> None:
+    from stevedores_security.settings import under_exempt_path
+
+    exempt = ("/health", "/ping/")
+    assert under_exempt_path("/health", exempt) and under_exempt_path("/health/quick", exempt)
+    assert under_exempt_path("/ping", exempt) and under_exempt_path("/ping/x", exempt)
+    assert not under_exempt_path("/healthcare-admin", exempt) and not under_exempt_path("/pingback", exempt)
