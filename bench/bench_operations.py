@@ -51,7 +51,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.results import machine_line, write_section  # noqa: E402
+from bench.results import machine_line, wait_for_quiet, write_section  # noqa: E402
 from bench.stack import BEHIND_TLS_PROXY, start_stack  # noqa: E402
 
 #: A client that paused longer than this opens a new connection (gunicorn closes idle ones after keepalive = 5 s).
@@ -174,6 +174,7 @@ def main() -> int:
         print(line, flush=True)
         lines.append(line)
 
+    wait_for_quiet()
     say(machine_line())
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-operations-") as tmp:
         workdir = Path(tmp)

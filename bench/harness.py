@@ -24,7 +24,7 @@ from pathlib import Path
 
 import psutil
 
-from bench.results import RESULTS, machine_line, write_section
+from bench.results import RESULTS, machine_line, wait_for_quiet, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 HERE = Path(__file__).resolve().parent
@@ -162,6 +162,7 @@ def main() -> int:
             print(f"bench: {tool} is missing (make install-test installs it)", file=sys.stderr)
             return 2
     report = Report()
+    wait_for_quiet()
     report.say(machine_line())
     env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token"}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as tmp:

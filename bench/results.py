@@ -30,3 +30,13 @@ def write_section(name: str, command: str, lines: list[str], path: Path = RESULT
     pattern = re.compile(rf"<!-- section:{re.escape(name)} -->.*?<!-- /section:{re.escape(name)} -->", re.S)
     text = pattern.sub(lambda _: body, text) if pattern.search(text) else text.rstrip("\n") + "\n\n" + body
     path.write_text(text.rstrip("\n") + "\n")
+
+
+def wait_for_quiet(limit_seconds: float = 120.0) -> float:
+    """Wait (at most ``limit_seconds``) until the 1-minute load average is below the core count,
+    so that figures and load-sensitive health checks are not a previous run's echo; return it."""
+    cores = os.cpu_count() or 1
+    deadline = time.monotonic() + limit_seconds
+    while os.getloadavg()[0] >= cores and time.monotonic() < deadline:
+        time.sleep(5)
+    return os.getloadavg()[0]
