@@ -3,9 +3,25 @@
 from __future__ import annotations
 
 import sys
-from typing import Any
+from contextlib import contextmanager
+from typing import Any, Iterator
 
 import click
+
+
+@contextmanager
+def _accounts_engine() -> Iterator[Any]:
+    """The engine for an account command: an AccountError is reported and exits 1; the pool is closed."""
+    from .accounts import AccountError
+
+    _runtime, engine = _engine()
+    try:
+        yield engine
+    except AccountError as exc:
+        click.echo(f"stevedores: {exc}", err=True)
+        sys.exit(1)
+    finally:
+        engine.dispose()
 
 
 def _engine() -> tuple[Any, Any]:
@@ -42,55 +58,37 @@ def register(cli: click.Group) -> None:
     @click.option("--token", "with_token", is_flag=True, help="Also issue an API token (printed once).")
     def users_create(username: str, role: str, password_stdin: bool, with_token: bool) -> None:
         """Create an account; the password is prompted for (twice) unless --password-stdin."""
-        from .accounts import AccountError, create_user, issue_token
+        from .accounts import create_user, issue_token
 
         if password_stdin:
             password = sys.stdin.readline().rstrip("\n")
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-        _runtime, engine = _engine()
-        try:
+        with _accounts_engine() as engine:
             create_user(engine, username, password, role)
             click.echo(f"created {role} {username.strip().lower()}")
             if with_token:
                 click.echo(f"API token (shown once): {issue_token(engine, username, 'created with account')}")
-        except AccountError as exc:
-            click.echo(f"stevedores: {exc}", err=True)
-            sys.exit(1)
-        finally:
-            engine.dispose()
 
     @users.command("token")
     @click.argument("username")
     @click.option("--label", default="", help="What the token is for (e.g. the device).")
     def users_token(username: str, label: str) -> None:
         """Issue a new API bearer token for an account (only its hash is stored)."""
-        from .accounts import AccountError, issue_token
+        from .accounts import issue_token
 
-        _runtime, engine = _engine()
-        try:
+        with _accounts_engine() as engine:
             click.echo(issue_token(engine, username, label))
-        except AccountError as exc:
-            click.echo(f"stevedores: {exc}", err=True)
-            sys.exit(1)
-        finally:
-            engine.dispose()
 
     @users.command("deactivate")
     @click.argument("username")
     def users_deactivate(username: str) -> None:
         """Lock an account out (its sessions and API tokens stop working at once)."""
-        from .accounts import AccountError, deactivate_user
+        from .accounts import deactivate_user
 
-        _runtime, engine = _engine()
-        try:
+        with _accounts_engine() as engine:
             deactivate_user(engine, username)
             click.echo(f"deactivated {username.strip().lower()}")
-        except AccountError as exc:
-            click.echo(f"stevedores: {exc}", err=True)
-            sys.exit(1)
-        finally:
-            engine.dispose()
 
     @cli.command("demo-data")
     @click.option("--force", is_flag=True, help="Add the sample even if vessel calls exist.")
