@@ -259,3 +259,24 @@ def test_a_hook_returning_a_non_list_fails_that_plugin_only(make_stevedores_app:
     info = runtime.plugins.infos["sloppy"]
     assert info.status == "failed" and "stevedores_worker_limits returned int" in info.error
     assert runtime.worker_decision().final == 2 and app.test_client().get("/").status_code == 200
+
+
+def test_cross_setting_checks_stop_start_up_naming_the_setting() -> None:
+    from stevedores import ConfigError
+    from stevedores.settings import Problem
+
+    class Window:
+        @hookimpl
+        def stevedores_settings(self) -> list[Setting]:
+            return [Setting("WINDOW_MIN", Int(), 1, "low"), Setting("WINDOW_MAX", Int(), 5, "high")]
+
+        @hookimpl
+        def stevedores_check_config(self, config: Any) -> list[Problem]:
+            if config["WINDOW_MAX"] > config["WINDOW_MIN"]:
+                return []
+            return [Problem("WINDOW_MAX", f"must be above WINDOW_MIN ({config['WINDOW_MIN']})")]
+
+    assert Runtime.load({}, load_entry_points=False, extra_plugins=[("window", Window())]).config["WINDOW_MAX"] == 5
+    with pytest.raises(ConfigError) as caught:
+        Runtime.load({"WINDOW_MIN": "9"}, load_entry_points=False, extra_plugins=[("window", Window())])
+    assert [(p.name, p.message) for p in caught.value.problems] == [("WINDOW_MAX", "must be above WINDOW_MIN (9)")]

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from flask import Flask
 
     from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
-    from .settings import Config, Setting
+    from .settings import Config, Problem, Setting
     from .telemetry import Telemetry
 
 hookspec = pluggy.HookspecMarker("stevedores")
@@ -31,6 +31,17 @@ def stevedores_settings() -> list[Setting] | None:
     Return a list of :class:`stevedores.settings.Setting` (name, parser, default,
     help, secret). The core validates them all together with its own and reports
     every bad value at once; the typed values reach the other hooks as ``config``.
+    """
+
+
+@hookspec
+def stevedores_check_config(config: Config) -> list[Problem] | None:
+    """Check rules that span several settings, once every value has parsed.
+
+    Called right after the settings are validated one by one, before anything else.
+    Return a list of :class:`stevedores.settings.Problem` (``Problem(name, message)``
+    naming the setting at fault); every plugin's problems are reported together as a
+    :class:`stevedores.settings.ConfigError`, so start-up stops before anything runs.
     """
 
 

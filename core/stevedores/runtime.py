@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
 from .database import EngineHolder
 from .plugins import Plugins
-from .settings import CORE_SETTINGS, Config, Setting, read_config
+from .settings import CORE_SETTINGS, Config, ConfigError, Problem, Setting, read_config
 from .telemetry import Telemetry
 from .workers import WorkerDecision, decide_workers
 
@@ -54,7 +54,11 @@ class Runtime:
         """
         environ = os.environ if environ is None else environ
         plugins = Plugins.from_environ(environ, load_entry_points=load_entry_points, extra=extra_plugins)
-        runtime = cls(plugins, read_config(declared_settings(plugins), environ))
+        config = read_config(declared_settings(plugins), environ)
+        problems = [p for _plugin, found in _checked(plugins, config) for p in found]
+        if problems:
+            raise ConfigError(problems)
+        runtime = cls(plugins, config)
         runtime._gather_services()
         return runtime
 
@@ -167,6 +171,18 @@ def declared_settings(plugins: Plugins) -> list[tuple[str, Setting]]:
         declared.extend((plugin, s) for s in settings)
         owners.update({s.name: plugin for s in settings})
     return declared
+
+
+def _checked(plugins: Plugins, config: Config) -> list[tuple[str, list[Problem]]]:
+    """Each plugin's cross-setting problems; a plugin answering anything but Problems is failed."""
+    found = []
+    for plugin, result in plugins.call("stevedores_check_config", config=config):
+        problems = _items_of(result, Problem)
+        if problems is None:
+            plugins.fail(plugin, f"stevedores_check_config returned {_describe_result(result)}, not a list of Problem")
+            continue
+        found.append((plugin, problems))
+    return found
 
 
 def _items_of(result: Any, kind: type) -> list[Any] | None:

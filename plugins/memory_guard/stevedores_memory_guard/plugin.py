@@ -9,7 +9,7 @@ from typing import Any
 from flask import Flask, jsonify
 
 from stevedores import Float, HealthCheck, Int, Setting, Str, WorkerProposal, hookimpl, operator_only
-from stevedores.settings import Config
+from stevedores.settings import Config, Problem
 
 from .coordination import Coordinator, remove_stale_files
 from .guard import EXTENSION, MemoryGuard
@@ -37,6 +37,16 @@ def stevedores_settings() -> list[Setting]:
         Setting("MEMORY_PROC_CGROUP", Str(), DEFAULT_PROC_CGROUP,
                 "The file naming this process's cgroup (tests point both at a fake tree)."),
     ]
+
+
+@hookimpl
+def stevedores_check_config(config: Config) -> list[Problem]:
+    """The critical threshold must lie above the warning one."""
+    warning, critical = config["MEMORY_WARNING_PERCENT"], config["MEMORY_CRITICAL_PERCENT"]
+    if critical > warning:
+        return []
+    return [Problem("MEMORY_CRITICAL_PERCENT",
+                    f"{critical:g} must be above MEMORY_WARNING_PERCENT ({warning:g})")]
 
 
 @hookimpl
