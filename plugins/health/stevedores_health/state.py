@@ -46,7 +46,6 @@ class HealthState:
         self._runner: CheckRunner | None = None
         self._lock = threading.Lock()
         self._transitions = TransitionLog()
-        self._worker_decision: dict[str, Any] | None = None
 
     @property
     def runner(self) -> CheckRunner:
@@ -74,15 +73,6 @@ class HealthState:
             telemetry.gauge("health_check_status", 0.0 if result.outcome == FAILED else 1.0, check=result.name)
             telemetry.observe("health_check_duration_seconds", result.response_time_ms / 1000, check=result.name)
         self._transitions(result)
-
-    def worker_decision(self) -> dict[str, Any]:
-        """The worker-sizing decision, computed once per process (it asks the sizing hooks)."""
-        if self._worker_decision is None:
-            try:
-                self._worker_decision = self.runtime.worker_decision().as_dict()
-            except Exception as exc:  # noqa: BLE001 - the page still renders
-                self._worker_decision = {"final": None, "error": type(exc).__name__}
-        return self._worker_decision
 
     def start(self) -> None:
         """In a worker after fork: start the snapshot refresher."""

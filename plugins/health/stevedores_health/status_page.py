@@ -35,7 +35,7 @@ def status_data(state: HealthState, report: Report, *, operator: bool) -> dict[s
         "health": health,
         "breaker": breaker_state(health["checks"].get("redis"), runtime.service("redis")),
         "memory": memory_gauge(health["checks"].get("memory")),
-        "workers": state.worker_decision(),
+        "workers": state.runtime.worker_decision().as_dict(),  # taken once at start-up by the core
         "plugins": plugins,
         "profile": runtime.config.profile,
         "core_version": __version__,
