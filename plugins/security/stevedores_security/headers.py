@@ -9,12 +9,12 @@ are off because they read X-Forwarded-Proto themselves, trusting any client.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from flask import Flask, Response, redirect, request
 from flask_talisman import Talisman
 
-from stevedores import is_infrastructure
+from stevedores import Middleware, is_infrastructure
 
 from . import csp
 from .settings import under_exempt_path
@@ -63,30 +63,18 @@ def adopt_request_handlers(app: Flask, init: Callable[[Flask], Any]) -> tuple[li
     return new_before, new_after
 
 
-def chain_before(handlers: Iterable[Handler]) -> Callable[[], Any]:
-    """One before_request running ``handlers`` in order; the first answer short-circuits."""
-    handlers = list(handlers)
+def adopted_middleware(name: str, order: int, handlers: tuple[list[Handler], list[Handler]]) -> list[Middleware]:
+    """Hand an extension's adopted (before, after) handlers to the core's composition.
 
-    def before() -> Any:
-        for handler in handlers:
-            answer = handler()
-            if answer is not None:
-                return answer
-        return None
-
-    return before
-
-
-def chain_after(handlers: Iterable[Handler]) -> Callable[[Response], Response]:
-    """One after_request running ``handlers`` as Flask would (last registered first)."""
-    handlers = list(reversed(list(handlers)))
-
-    def after(response: Response) -> Response:
-        for handler in handlers:
-            response = handler(response)
-        return response
-
-    return after
+    Handler ``i`` gets order ``order + i``: the core runs before_request handlers by
+    rising order and after_request handlers by falling order, which is what Flask does
+    with handlers in their registration order. Infrastructure routes bypass them all.
+    """
+    befores, afters = handlers
+    return ([Middleware(f"{name}-before-{i}", order=order + i, before_request=skip_for_infrastructure(h))
+             for i, h in enumerate(befores)]
+            + [Middleware(f"{name}-after-{i}", order=order + i, after_request=skip_for_infrastructure(h))
+               for i, h in enumerate(afters)])
 
 
 def skip_for_infrastructure(handler: Callable[..., Any]) -> Callable[..., Any]:

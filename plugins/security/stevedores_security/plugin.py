@@ -17,8 +17,7 @@ from .headers import (
     HeaderSafetyNet,
     Transport,
     adopt_request_handlers,
-    chain_after,
-    chain_before,
+    adopted_middleware,
     init_talisman,
     skip_for_infrastructure,
 )
@@ -89,27 +88,22 @@ def stevedores_startup(app: Flask, config: Config) -> None:
 
 @hookimpl
 def stevedores_middleware(app: Flask) -> list[Middleware]:
-    """HTTPS (50), header safety net (60), Talisman (100), rate limits (300).
+    """HTTPS (50), header safety net (60), Talisman (100+), RateLimit headers (299), rate limits (300+).
 
-    Infrastructure routes (probes, scrapers) skip Talisman and the limiter entirely:
-    the safety net gives them the precomputed baseline headers.
+    Talisman's and the limiter's own handlers are handed to the core one by one, in their
+    registration order. Infrastructure routes skip them entirely: the safety net gives
+    them the precomputed baseline headers.
     """
     state: SecurityState = app.extensions[EXTENSION]
-    limiter_after = chain_after(state.limiter_handlers[1])
-
-    def rate_limit_after(response: Any) -> Any:
-        return state.rate_limits.add_headers(limiter_after(response))
-
     return [
         Middleware("https", order=50, before_request=state.transport.redirect_to_https,
                    after_request=state.transport.add_hsts),
         Middleware("header-safety-net", order=60, wsgi=state.safety_net.wrap),
-        Middleware("talisman", order=100,
-                   before_request=skip_for_infrastructure(chain_before(state.talisman_handlers[0])),
-                   after_request=skip_for_infrastructure(chain_after(state.talisman_handlers[1]))),
-        Middleware("rate-limits", order=300,
-                   before_request=skip_for_infrastructure(chain_before(state.limiter_handlers[0])),
-                   after_request=skip_for_infrastructure(rate_limit_after)),
+        *adopted_middleware("talisman", 100, state.talisman_handlers),
+        # Outside the limiter's own handlers: its after_request runs once theirs are done.
+        Middleware("rate-limit-headers", order=299,
+                   after_request=skip_for_infrastructure(state.rate_limits.add_headers)),
+        *adopted_middleware("rate-limits", 300, state.limiter_handlers),
     ]
 
 
