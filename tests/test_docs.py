@@ -7,6 +7,8 @@ import os
 import re
 from pathlib import Path
 
+import pytest
+
 from stevedores import hookspecs
 from stevedores.cli import settings_table
 from stevedores.plugins import Plugins
@@ -31,11 +33,12 @@ def test_every_hook_spec_has_a_docstring_and_a_section_in_docs_plugins_md() -> N
     assert not stale, f"docs/plugins.md documents hooks that do not exist: {stale}"
 
 
-def test_readme_settings_table_matches_the_declared_settings() -> None:
-    readme = (REPO / "README.md").read_text()
-    block = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", readme, re.S)
-    assert block, "README.md lacks the settings table markers"
+@pytest.mark.parametrize("document", ["README.md", "docs/deployment.md"])
+def test_settings_tables_match_the_declared_settings(document: str) -> None:
+    text = (REPO / document).read_text()
+    block = re.search(r"<!-- settings-table:start -->\n(.*?)\n<!-- settings-table:end -->", text, re.S)
+    assert block, f"{document} lacks the settings table markers"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEVEDORES_")}
     expected = settings_table(Plugins.from_environ(env))
     assert block.group(1).strip() == expected.strip(), (
-        "README settings table is stale: regenerate it with `stevedores settings --markdown`")
+        f"{document}'s settings table is stale: regenerate it with `stevedores settings --markdown`")
