@@ -63,12 +63,17 @@ def _timed_fault(load: Load, seconds: float, fault: Callable[[], None], at: floa
     return t
 
 
-def drill_redis_killed(s: Stack, load: Load, seconds: float) -> DrillResult:
-    """kill -9 Redis mid-run: pages are served from the fallback, none fails."""
-    _timed_fault(load, seconds, s.redis.kill)
+def _survived(name: str, load: Load, seconds: float, fault: Callable[[], None]) -> DrillResult:
+    """Inject ``fault`` a third of the way in, run to the end: no request may fail."""
+    _timed_fault(load, seconds, fault)
     time.sleep(seconds * 2 / 3)
     stats = load.stop()
-    return DrillResult("redis_killed", stats, stats.failures)
+    return DrillResult(name, stats, stats.failures)
+
+
+def drill_redis_killed(s: Stack, load: Load, seconds: float) -> DrillResult:
+    """kill -9 Redis mid-run: pages are served from the fallback, none fails."""
+    return _survived("redis_killed", load, seconds, s.redis.kill)
 
 
 def drill_redis_paused(s: Stack, load: Load, seconds: float) -> DrillResult:
@@ -83,10 +88,7 @@ def drill_redis_paused(s: Stack, load: Load, seconds: float) -> DrillResult:
 
 def drill_redis_restarted(s: Stack, load: Load, seconds: float) -> DrillResult:
     """Redis restarted (empty) mid-run: nothing fails; the breaker closes again."""
-    _timed_fault(load, seconds, s.redis.restart)
-    time.sleep(seconds * 2 / 3)
-    stats = load.stop()
-    return DrillResult("redis_restarted", stats, stats.failures)
+    return _survived("redis_restarted", load, seconds, s.redis.restart)
 
 
 def drill_postgres_terminated(s: Stack, load: Load, seconds: float) -> DrillResult:
@@ -118,11 +120,9 @@ def drill_memory_pressure(s: Stack, load: Load, seconds: float) -> DrillResult:
             request = urllib.request.Request(s.server.url + "/drill/alloc?mb=40", headers=BEHIND_TLS_PROXY)
             urllib.request.urlopen(request, timeout=10).read()
 
-    _timed_fault(load, seconds, push)
-    time.sleep(seconds * 2 / 3)
-    stats = load.stop()
-    recycled = s.server.log().count("Recycling worker")
-    return DrillResult("memory_pressure", stats, stats.failures, f"recycles_logged={recycled}")
+    result = _survived("memory_pressure", load, seconds, push)
+    result.note = f"recycles_logged={s.server.log().count('Recycling worker')}"
+    return result
 
 
 def drill_sigterm(s: Stack, load: Load, seconds: float) -> DrillResult:
@@ -160,10 +160,9 @@ def drill_sigterm(s: Stack, load: Load, seconds: float) -> DrillResult:
 def drill_sighup(s: Stack, load: Load, seconds: float) -> DrillResult:
     """SIGHUP reloads the configuration and replaces every worker gracefully: nothing fails."""
     assert s.server.proc is not None
-    _timed_fault(load, seconds, lambda: s.server.proc.send_signal(signal.SIGHUP))  # type: ignore[union-attr]
-    time.sleep(seconds * 2 / 3)
-    stats = load.stop()
-    return DrillResult("sighup", stats, stats.failures, f"boots={s.server.log().count('Booting worker')}")
+    result = _survived("sighup", load, seconds, lambda: s.server.proc.send_signal(signal.SIGHUP))  # type: ignore[union-attr]
+    result.note = f"boots={s.server.log().count('Booting worker')}"
+    return result
 
 
 DRILLS: dict[str, Callable[[Stack, Load, float], DrillResult]] = {
