@@ -10,7 +10,7 @@ from typing import Callable
 
 import pytest
 
-from stevedores.testing import pip_install_target, wait_for_http, write_plugin_distribution
+from stevedores.testing import pip_install_target, write_plugin_distribution
 
 from .conftest import STEVEDORES, clean_environ
 
@@ -85,4 +85,3 @@ def test_strict_mode_refuses_to_start_naming_plugin_and_distribution(tmp_path: P
                                "stevedores.wsgi:application"], env=env, capture_output=True, text=True, timeout=60,
                               cwd=tmp_path)
     assert gunicorn.returncode != 0 and "plugin 'broken'" in gunicorn.stderr
-    assert wait_for_http  # the kit's helper is importable for plugin authors
