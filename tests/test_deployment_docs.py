@@ -39,11 +39,12 @@ def run_commands(state: str, url: str) -> None:
 
 
 @pytest.mark.timeout(90)
-def test_troubleshooting_commands_print_what_the_guide_says(gunicorn_server: Callable, redis_server: Callable) -> None:
+def test_troubleshooting_commands_print_what_the_guide_says(stevedores_gunicorn_server: Callable,
+                                                            stevedores_redis_server: Callable) -> None:
     for tool in ("curl", "jq"):
         require_service(tool, shutil.which(tool) is not None, "make install-test installs it")
-    redis = redis_server()
-    server = gunicorn_server(env={"FLASK_ENV": "production", "SECRET_KEY": "d" * 40, "REDIS_URL": redis.url,
+    redis = stevedores_redis_server()
+    server = stevedores_gunicorn_server(env={"FLASK_ENV": "production", "SECRET_KEY": "d" * 40, "REDIS_URL": redis.url,
                                   "WEB_WORKERS": "1", "REDIS_BREAKER_FAILURE_THRESHOLD": "2"},
                              ready_path="/health/live")
     run_commands("healthy", server.url)

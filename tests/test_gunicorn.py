@@ -41,8 +41,8 @@ def test_repo_gunicorn_starts_logs_the_worker_block_and_stops_on_sigterm(
     assert "Shutting down: Master" in server.log()
 
 
-def test_memory_decides_when_it_is_the_tighter_limit(gunicorn_server: Callable) -> None:
-    server = gunicorn_server(env={"MEMORY_LIMIT_MB": "128", "WEB_WORKERS": "4"})
+def test_memory_decides_when_it_is_the_tighter_limit(stevedores_gunicorn_server: Callable) -> None:
+    server = stevedores_gunicorn_server(env={"MEMORY_LIMIT_MB": "128", "WEB_WORKERS": "4"})
     deadline = time.monotonic() + 10
     while len(re.findall(r"Booting worker with pid", server.log())) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -78,11 +78,11 @@ def stevedores_worker_exit(app, worker):
 '''
 
 
-def test_lifecycle_hooks_reach_the_plugins_in_each_worker(gunicorn_server: Callable, tmp_path: Path) -> None:
+def test_lifecycle_hooks_reach_the_plugins_in_each_worker(stevedores_gunicorn_server: Callable, tmp_path: Path) -> None:
     """A plugin on PYTHONPATH, registered through a real entry point, records each worker's start."""
     site = install_plugin_distribution(tmp_path / "site", "lifecycle_probe", PROBE_PLUGIN)
     probe = tmp_path / "probe.txt"
-    server = gunicorn_server(env={"PYTHONPATH": str(site), "PROBE_FILE": str(probe), "WEB_WORKERS": "2"})
+    server = stevedores_gunicorn_server(env={"PYTHONPATH": str(site), "PROBE_FILE": str(probe), "WEB_WORKERS": "2"})
     deadline = time.monotonic() + 10
     while (not probe.exists() or probe.read_text().count("started") < 2) and time.monotonic() < deadline:
         time.sleep(0.1)

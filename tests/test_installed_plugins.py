@@ -60,12 +60,12 @@ def test_installed_plugins_are_loaded_or_failed_with_the_reason(tmp_path: Path, 
 
 
 def test_the_app_serves_with_a_broken_plugin_installed(tmp_path: Path, site: Path,
-                                                       gunicorn_server: Callable) -> None:
+                                                       stevedores_gunicorn_server: Callable) -> None:
     import os
 
     env = _env(tmp_path, site)
     # Only the throwaway plugins: an installed plugin may take over "/" from the core's landing page.
-    server = gunicorn_server(env={"PYTHONPATH": env["PYTHONPATH"], "WEB_WORKERS": "1",
+    server = stevedores_gunicorn_server(env={"PYTHONPATH": env["PYTHONPATH"], "WEB_WORKERS": "1",
                                   "STEVEDORES_PLUGINS": "good,broken,future", "STEVEDORES_STRICT_PLUGINS": "0"})
     import urllib.request
 

@@ -4,9 +4,9 @@ Fixtures:
 - ``stevedores_environ``: a clean settings environment for one test (SQLite in tmp, logs in tmp).
 - ``make_stevedores_app``: build an app with a chosen set of plugins, extra plugin objects and env.
 - ``stevedores_app`` / ``stevedores_client``: every installed plugin, and its Flask test client.
-- ``redis_server``: start real ``redis-server`` processes on free ports that a test may kill or pause.
-- ``gunicorn_server``: run the dashboard under real gunicorn on a free port.
-- ``postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
+- ``stevedores_redis_server``: start real ``redis-server`` processes on free ports that a test may kill or pause.
+- ``stevedores_gunicorn_server``: run the dashboard under real gunicorn on a free port.
+- ``stevedores_postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
 Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
 :func:`wait_for_http`, :func:`temporary_postgres_database`, and
@@ -231,7 +231,7 @@ class RedisServer:
 
 
 @pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
+def stevedores_redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer]]:
     """Factory starting private redis-servers; all are killed after the test."""
     servers: list[RedisServer] = []
 
@@ -292,8 +292,9 @@ class GunicornServer:
 
 
 @pytest.fixture
-def gunicorn_server(tmp_path: Path, stevedores_environ: dict[str, str]) -> Iterator[Callable[..., GunicornServer]]:
-    """Factory: ``gunicorn_server(env=None, ready_path="/")`` starts the dashboard under gunicorn.
+def stevedores_gunicorn_server(tmp_path: Path,
+                               stevedores_environ: dict[str, str]) -> Iterator[Callable[..., GunicornServer]]:
+    """Factory: ``stevedores_gunicorn_server(env=None, ready_path="/")`` starts the dashboard under gunicorn.
 
     The test environment (``stevedores_environ``) is applied, then ``env``. Every
     server is stopped after the test.
@@ -338,7 +339,7 @@ def temporary_postgres_database(prefix: str = "stevedores_test") -> Iterator[str
 
 
 @pytest.fixture
-def postgres_database() -> Iterator[str]:
+def stevedores_postgres_database() -> Iterator[str]:
     """URL of a fresh database on the shared PostgreSQL, dropped after the test."""
     with temporary_postgres_database() as url:
         yield url

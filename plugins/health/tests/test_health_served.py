@@ -47,9 +47,9 @@ def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
 
 
 def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
-        cranes_site: Path, gunicorn_server: Callable) -> None:
+        cranes_site: Path, stevedores_gunicorn_server: Callable) -> None:
     require_service("Chromium", CHROMIUM.exists(), "install the chromium package")
-    server = gunicorn_server(env={
+    server = stevedores_gunicorn_server(env={
         "PYTHONPATH": str(cranes_site), "WEB_WORKERS": "1", "RATE_LIMITS": "5 per minute",
         "HEALTH_STATUS_REFRESH": "1", "HEALTH_LOAD_WARN_PER_CPU": "1000", "HEALTH_DISK_MIN_FREE_PERCENT": "0",
     }, ready_path="/health/live")

@@ -30,9 +30,10 @@ def stevedores_startup(app):
         return jsonify(held_mb=len(HELD) * 8)
 '''
 
-def test_growing_worker_is_recycled_without_failing_a_request(gunicorn_server: Callable, tmp_path: Path) -> None:
+def test_growing_worker_is_recycled_without_failing_a_request(stevedores_gunicorn_server: Callable,
+                                                              tmp_path: Path) -> None:
     site = install_plugin_distribution(tmp_path / "site", "memory_hog_probe", HOG_PLUGIN)
-    server = gunicorn_server(env={
+    server = stevedores_gunicorn_server(env={
         "PYTHONPATH": str(site), "WEB_WORKERS": "2", "MEMORY_LIMIT_MB": "256", "WORKER_MEMORY_MB": "32",
         "MEMORY_CHECK_INTERVAL": "0.2", "MEMORY_RECYCLE_COOLDOWN": "2", "GUNICORN_MAX_REQUESTS": "0",
         "RATE_LIMITS": "none",  # this test is about recycling: its client hammers one route

@@ -106,11 +106,11 @@ def wait_for_workers(server: Any, count: int, timeout: float = 20) -> None:
 
 
 def test_counts_add_up_across_three_workers_and_the_breaker_opening_shows(
-        gunicorn_server: Callable[..., Any], redis_server: Callable[[], Any], probe_site: Path,
+        stevedores_gunicorn_server: Callable[..., Any], stevedores_redis_server: Callable[[], Any], probe_site: Path,
         tmp_path: Path) -> None:
-    redis = redis_server()
+    redis = stevedores_redis_server()
     metrics_dir = tmp_path / "metrics"
-    server = gunicorn_server(env={
+    server = stevedores_gunicorn_server(env={
         "WEB_WORKERS": "3", "REDIS_URL": redis.url, "OPS_TOKEN": TOKEN, "PYTHONPATH": str(probe_site),
         "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "100000 per minute",
         "REDIS_CONNECT_TIMEOUT_MS": "200", "REDIS_READ_TIMEOUT_MS": "200",
@@ -152,9 +152,9 @@ def test_counts_add_up_across_three_workers_and_the_breaker_opening_shows(
 
 
 def test_without_preload_and_after_a_worker_dies_totals_hold_and_its_gauges_go(
-        gunicorn_server: Callable[..., Any], probe_site: Path, tmp_path: Path) -> None:
+        stevedores_gunicorn_server: Callable[..., Any], probe_site: Path, tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
-    server = gunicorn_server(env={
+    server = stevedores_gunicorn_server(env={
         "WEB_WORKERS": "2", "PRELOAD_APP": "0", "OPS_TOKEN": TOKEN, "PYTHONPATH": str(probe_site),
         "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "100000 per minute",
     }, ready_path="/health/live")
@@ -225,8 +225,8 @@ def sentry_stub() -> Iterator[SentryStub]:
 
 
 def test_an_unhandled_error_reaches_sentry_without_cookies_or_credentials(
-        gunicorn_server: Callable[..., Any], probe_site: Path, sentry_stub: SentryStub) -> None:
-    server = gunicorn_server(env={
+        stevedores_gunicorn_server: Callable[..., Any], probe_site: Path, sentry_stub: SentryStub) -> None:
+    server = stevedores_gunicorn_server(env={
         "WEB_WORKERS": "1", "PYTHONPATH": str(probe_site), "OPS_TOKEN": TOKEN,
         "SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry_stub.port}/1",
     }, ready_path="/health/live")

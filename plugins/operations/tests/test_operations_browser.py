@@ -16,14 +16,15 @@ ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
 
-def test_a_clerk_posts_a_tally_from_a_phone(make_stevedores_app: Any, gunicorn_server: Any, ops: Any) -> None:
+def test_a_clerk_posts_a_tally_from_a_phone(make_stevedores_app: Any, stevedores_gunicorn_server: Any,
+                                            ops: Any) -> None:
     sync_api = pytest.importorskip("playwright.sync_api")
     require_service("Chromium", shutil.which(CHROMIUM) is not None, f"install it at {CHROMIUM}")
     setup = make_stevedores_app(plugins=["operations"])  # same SQLite file as the server
     ops.add_user(setup, "clara", "clerk")
     manager = ops.add_user(setup, "manu", "manager")
     call_id = ops.make_active_call(setup.test_client(), manager)
-    server = gunicorn_server(env={"WEB_WORKERS": "2"})
+    server = stevedores_gunicorn_server(env={"WEB_WORKERS": "2"})
     problems: list[str] = []
     pages: list[str] = []
     with sync_api.sync_playwright() as pw:

@@ -187,8 +187,9 @@ def test_the_summary_follows_the_data_whoever_wrote_it(site: Any, ops: Any) -> N
     assert b'id="shift-units">65<' in client.get("/").data
 
 
-def test_dashboard_survives_redis_going_down(make_stevedores_app: Any, redis_server: Any, tmp_path: Any) -> None:
-    server = redis_server()
+def test_dashboard_survives_redis_going_down(make_stevedores_app: Any, stevedores_redis_server: Any,
+                                             tmp_path: Any) -> None:
+    server = stevedores_redis_server()
     app = make_stevedores_app(plugins=["operations", "redis_resilience"], env={"REDIS_URL": server.url})
     cache = get_service(app, "cache")
     if cache is None:

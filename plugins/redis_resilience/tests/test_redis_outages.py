@@ -17,10 +17,10 @@ def breaker_lines(caplog: Any) -> list[str]:
     return [r.getMessage() for r in caplog.records if r.name == LOGGER and "Circuit breaker" in r.getMessage()]
 
 
-def test_kill_9_costs_only_the_threshold_then_serves_from_memory(redis_server: Callable, resilient: Callable,
+def test_kill_9_costs_only_the_threshold_then_serves_from_memory(stevedores_redis_server: Callable, resilient: Callable,
                                                                  telemetry: Any, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server = redis_server()
+    server = stevedores_redis_server()
     client, cache = resilient(server.url, failure_threshold=3)
     assert cache.set("greeting", "hello", ttl=60) is True
     assert (cache.get("greeting"), cache.mode, client.state) == ("hello", "redis", "closed")
@@ -59,9 +59,9 @@ def test_kill_9_costs_only_the_threshold_then_serves_from_memory(redis_server: C
     assert len(lines) == 1 and lines[0].startswith("Circuit breaker OPEN after 3 consecutive Redis failures")
 
 
-def test_a_hung_redis_never_holds_a_call_longer_than_the_read_timeout(redis_server: Callable,
+def test_a_hung_redis_never_holds_a_call_longer_than_the_read_timeout(stevedores_redis_server: Callable,
                                                                       resilient: Callable) -> None:
-    server = redis_server()
+    server = stevedores_redis_server()
     client, cache = resilient(server.url, connect_timeout=0.25, read_timeout=0.25, failure_threshold=3)
     cache.set("k", "v")
     server.pause()  # SIGSTOP: the kernel still accepts connections, nobody answers
@@ -76,10 +76,11 @@ def test_a_hung_redis_never_holds_a_call_longer_than_the_read_timeout(redis_serv
     assert client.state == "open"
 
 
-def test_restart_exactly_one_probe_then_closed_and_redis_used_again(redis_server: Callable, resilient: Callable,
+def test_restart_exactly_one_probe_then_closed_and_redis_used_again(stevedores_redis_server: Callable,
+                                                                     resilient: Callable,
                                                                      telemetry: Any, caplog: Any) -> None:
     caplog.set_level(logging.INFO, logger=LOGGER)
-    server = redis_server()
+    server = stevedores_redis_server()
     client, cache = resilient(server.url, failure_threshold=2, recovery_timeout=0.4, read_timeout=3.0)
     cache.set("during", "old")
     server.kill()
@@ -131,9 +132,9 @@ def test_restart_exactly_one_probe_then_closed_and_redis_used_again(redis_server
     assert redis.Redis.from_url(server.url).get("after") == b"back"
 
 
-def test_many_threads_while_redis_dies_and_returns(redis_server: Callable, resilient: Callable,
+def test_many_threads_while_redis_dies_and_returns(stevedores_redis_server: Callable, resilient: Callable,
                                                    telemetry: Any) -> None:
-    server = redis_server()
+    server = stevedores_redis_server()
     client, cache = resilient(server.url, failure_threshold=3, recovery_timeout=0.3, read_timeout=0.3)
     errors: list[BaseException] = []
     tallies = {"calls": 0, "redis": 0, "memory": 0}
@@ -186,9 +187,9 @@ def test_many_threads_while_redis_dies_and_returns(redis_server: Callable, resil
     assert cache.mode == "redis"
 
 
-def test_a_call_slower_than_the_read_timeout_counts_as_a_failure(redis_server: Callable,
+def test_a_call_slower_than_the_read_timeout_counts_as_a_failure(stevedores_redis_server: Callable,
                                                                  resilient: Callable) -> None:
-    server = redis_server()
+    server = stevedores_redis_server()
     client, _cache = resilient(server.url, read_timeout=0.2, failure_threshold=2)
 
     def slow(redis_client: redis.Redis) -> str:
@@ -202,8 +203,8 @@ def test_a_call_slower_than_the_read_timeout_counts_as_a_failure(redis_server: C
     assert client.breaker.snapshot().last_failure.startswith("call took")
 
 
-def test_a_command_error_is_not_an_outage(redis_server: Callable, resilient: Callable, caplog: Any) -> None:
-    server = redis_server()
+def test_a_command_error_is_not_an_outage(stevedores_redis_server: Callable, resilient: Callable, caplog: Any) -> None:
+    server = stevedores_redis_server()
     client, cache = resilient(server.url, failure_threshold=1)
     cache.set("word", "abc")
     for _ in range(3):

@@ -49,8 +49,8 @@ def test_bad_numeric_settings_are_all_reported_by_name(make_stevedores_app: Call
         "REDIS_BREAKER_FAILURE_THRESHOLD", "REDIS_FALLBACK_MAX_BYTES", "REDIS_READ_TIMEOUT_MS"]
 
 
-def test_settings_reach_the_services(make_stevedores_app: Callable, redis_server: Callable) -> None:
-    server = redis_server()
+def test_settings_reach_the_services(make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
     app = make_stevedores_app(plugins=PLUGIN, env={
         "REDIS_URL": server.url, "REDIS_CONNECT_TIMEOUT_MS": "150", "REDIS_READ_TIMEOUT_MS": "250",
         "REDIS_BREAKER_FAILURE_THRESHOLD": "7", "REDIS_BREAKER_RECOVERY_TIMEOUT": "12.5",
@@ -89,8 +89,8 @@ def test_without_redis_url_everything_works_in_memory(make_stevedores_app: Calla
 
 
 def test_health_check_through_the_app_when_redis_answers_and_when_it_is_gone(make_stevedores_app: Callable,
-                                                                           redis_server: Callable) -> None:
-    server = redis_server()
+                                                                           stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
     app = make_stevedores_app(plugins=PLUGIN, env={"REDIS_URL": server.url, "REDIS_BREAKER_FAILURE_THRESHOLD": "2"})
     check = next(c for _p, c in app.extensions["stevedores"].health_checks if c.name == "redis")
     healthy = check.func()
@@ -109,8 +109,9 @@ def test_health_check_through_the_app_when_redis_answers_and_when_it_is_gone(mak
 
 
 @pytest.mark.parametrize("mode", ["redis", "memory"])
-def test_the_cache_behaves_the_same_in_both_modes(mode: str, redis_server: Callable, resilient: Callable) -> None:
-    _client, cache = resilient(redis_server().url if mode == "redis" else None)
+def test_the_cache_behaves_the_same_in_both_modes(mode: str, stevedores_redis_server: Callable,
+                                                  resilient: Callable) -> None:
+    _client, cache = resilient(stevedores_redis_server().url if mode == "redis" else None)
     assert cache.mode == mode
     assert cache.get("nothing") is None
     assert cache.set("text", "héllo") is True and cache.get("text") == "héllo"
@@ -129,9 +130,9 @@ def test_the_cache_behaves_the_same_in_both_modes(mode: str, redis_server: Calla
         cache.set("bad", "x", ttl=0)
 
 
-def test_a_wrong_password_is_an_outage_not_a_crash(redis_server: Callable, resilient: Callable,
+def test_a_wrong_password_is_an_outage_not_a_crash(stevedores_redis_server: Callable, resilient: Callable,
                                                    caplog: Any) -> None:
-    server = redis_server()
+    server = stevedores_redis_server()
     redis.Redis.from_url(server.url).config_set("requirepass", "right-password")
     client, cache = resilient(server.url.replace("redis://", "redis://:wrong-password-9f3@"))
     assert cache.set("k", "v") is True and cache.get("k") == "v"  # served from memory
@@ -154,9 +155,9 @@ def test_an_unreachable_host_is_an_outage_not_a_crash(resilient: Callable) -> No
     assert redis_check(client, cache)()["circuit_breaker_state"] == "open"
 
 
-def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(redis_server: Callable,
+def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(stevedores_redis_server: Callable,
                                                                            resilient: Callable) -> None:
-    server = redis_server()
+    server = stevedores_redis_server()
     client, cache = resilient(server.url)
     parent_id = client.call(lambda c: c.client_id(), lambda: None)
     assert parent_id is not None

@@ -29,10 +29,11 @@ def _favicon(message: Any) -> bool:
     return "Failed to load resource" in message.text and str(message.location.get("url", "")).endswith("/favicon.ico")
 
 
-def test_ab_on_probe_routes_sees_no_failure_while_pages_are_limited(gunicorn_server: Callable) -> None:
+def test_ab_on_probe_routes_sees_no_failure_while_pages_are_limited(stevedores_gunicorn_server: Callable) -> None:
     ab = shutil.which("ab") or "/usr/bin/ab"
     require_service("ab (apache2-utils)", shutil.which(ab) is not None, "install apache2-utils")
-    server = gunicorn_server(env={"RATE_LIMITS": "5 per minute", "WEB_WORKERS": "2"}, ready_path="/health/live")
+    server = stevedores_gunicorn_server(env={"RATE_LIMITS": "5 per minute", "WEB_WORKERS": "2"},
+                                        ready_path="/health/live")
     probes = ["/health/live"] + (["/health/quick"] if _status(server.url + "/health/quick") != 404 else [])
     for path in probes:
         # -l: a health body's length varies (timings); ab would otherwise count that as a failure
@@ -46,11 +47,11 @@ def test_ab_on_probe_routes_sees_no_failure_while_pages_are_limited(gunicorn_ser
     assert 429 in pages and all(code in (200, 429) for code in pages)  # 5 per minute: 2 per worker in memory
 
 
-def test_chromium_loads_the_pages_without_csp_violations(gunicorn_server: Callable) -> None:
+def test_chromium_loads_the_pages_without_csp_violations(stevedores_gunicorn_server: Callable) -> None:
     require_service("chromium", shutil.which(CHROMIUM) is not None, "install Debian's chromium")
     from playwright.sync_api import sync_playwright
 
-    server = gunicorn_server(env={"WEB_WORKERS": "1"}, ready_path="/health/live")
+    server = stevedores_gunicorn_server(env={"WEB_WORKERS": "1"}, ready_path="/health/live")
     problems: list[str] = []
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

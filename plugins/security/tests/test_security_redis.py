@@ -76,8 +76,8 @@ def _rate_check(app: Any) -> dict[str, Any]:
 
 
 def test_counts_in_redis_are_shared_by_workers_and_expire(
-        make_stevedores_app: Callable, redis_server: Callable) -> None:
-    server = redis_server()
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
     worker_1 = _app(make_stevedores_app, ContractRedis(server.url), "5 per minute").test_client()
     worker_2 = _app(make_stevedores_app, ContractRedis(server.url), "5 per minute").test_client()
     statuses = [worker_1.get("/probe/a").status_code for _ in range(3)]
@@ -91,8 +91,8 @@ def test_counts_in_redis_are_shared_by_workers_and_expire(
 
 
 def test_outage_moves_counting_to_memory_without_errors_or_waiting(
-        make_stevedores_app: Callable, redis_server: Callable) -> None:
-    server = redis_server()
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
     service = ContractRedis(server.url)
     app = _app(make_stevedores_app, service, "1000 per hour;6 per minute")
     sink = Recorder()
@@ -138,8 +138,8 @@ def test_outage_moves_counting_to_memory_without_errors_or_waiting(
 
 
 def test_real_redis_resilience_plugin_hang_kill_and_restart(
-        make_stevedores_app: Callable, redis_server: Callable) -> None:
-    server = redis_server()
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
     env = {"REDIS_URL": server.url, "RATE_LIMITS": "1000 per hour;10 per minute", "WEB_WORKERS": "2",
            "REDIS_BREAKER_FAILURE_THRESHOLD": "2", "REDIS_BREAKER_RECOVERY_TIMEOUT": "2",
            "REDIS_READ_TIMEOUT_MS": "1000", "REDIS_CONNECT_TIMEOUT_MS": "1000"}
