@@ -9,6 +9,7 @@ import pluggy
 
 from .app import create_app
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+from .drain import is_draining
 from .operator import is_operator, operator_only
 from .routes import infrastructure, is_infrastructure
 from .runtime import Runtime, get_runtime, get_service
@@ -20,5 +21,5 @@ hookimpl = pluggy.HookimplMarker("stevedores")
 __all__ = [
     "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
     "Runtime", "Setting", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
-    "get_service", "hookimpl", "infrastructure", "is_infrastructure", "is_operator", "operator_only",
+    "get_service", "hookimpl", "infrastructure", "is_draining", "is_infrastructure", "is_operator", "operator_only",
 ]

@@ -9,6 +9,7 @@ import os
 import sys
 from typing import Any, Mapping
 
+from . import drain
 from .logs import configure_logging
 from .plugins import PluginError
 from .runtime import Runtime
@@ -52,6 +53,7 @@ class GunicornPlan:
             gc.collect()
             gc.freeze()
         log.info("Listening on %s with %d workers (pid %d)", server.address, self.decision.final, os.getpid())
+        drain.install(server, drain.drain_seconds(self.config))
 
     def post_worker_init(self, worker: Any) -> None:
         """In the worker, after fork and app load: per-process resources and threads."""

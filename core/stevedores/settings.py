@@ -251,6 +251,13 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Database. SQLite file by default; PostgreSQL (psycopg 3) in production.", secret=True),
     Setting("DB_POOL_SIZE", Int(min=1, max=100), 5, "Database connections kept open per worker process."),
     Setting("DB_MAX_OVERFLOW", Int(min=0, max=100), 5, "Extra connections a worker may open under load."),
+    Setting("DATABASE_CONNECT_TIMEOUT", Int(min=2, max=60), 3,
+            "Seconds to open a database connection (libpq connect_timeout; libpq's minimum is 2)."),
+    Setting("DATABASE_STATEMENT_TIMEOUT", Float(min=0.5, max=3600), 5.0,
+            "Seconds a statement may run: PostgreSQL's statement_timeout, and the client gives up on an "
+            "answer 1 s later (a frozen network); SQLite's busy timeout. Migrations are exempt."),
+    Setting("DATABASE_POOL_TIMEOUT", Float(min=0.1, max=60), 2.0,
+            "Seconds a request waits for a free connection of its worker's pool."),
     Setting("OPS_TOKEN", Str(), None,
             "Operators' bearer token for operator-only routes (Authorization: Bearer ...).", secret=True),
     Setting("PORT", Int(min=1, max=65535), 8000, "Port gunicorn binds on 0.0.0.0 (Render and Heroku set it)."),
@@ -268,6 +275,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("STEVEDORES_STRICT_PLUGINS", Bool(), False, "Make any plugin failure fatal at start-up."),
     Setting("PRELOAD_APP", Bool(), True, "Load the app in the gunicorn master before forking (shares memory)."),
     Setting("GUNICORN_TIMEOUT", Int(min=1), 30, "Seconds before a silent worker is killed and replaced."),
+    Setting("SHUTDOWN_DRAIN_SECONDS", Float(min=0, max=300), None,
+            "Seconds an instance keeps serving after SIGTERM while /health/ready answers 503 (draining), "
+            "before gunicorn closes its listeners; set it >= the load balancer's health-check interval x its "
+            "fall count. Unset: 5 in production, 0 in development and testing."),
     Setting("GUNICORN_MAX_REQUESTS", Int(min=0), 1000, "Requests after which a worker is recycled (0: never)."),
 )
 

@@ -12,9 +12,9 @@ import time
 
 from flask import Blueprint, Response, current_app, render_template
 
-from stevedores import infrastructure, is_operator, operator_only
+from stevedores import infrastructure, is_draining, is_operator, operator_only
 
-from .report import dumps
+from .report import FAILED, dumps
 from .state import get_state
 from .status_page import status_data
 
@@ -67,10 +67,18 @@ def create_blueprint() -> Blueprint:
     @bp.get("/health/ready")
     @infrastructure
     def ready() -> Response:
-        """Readiness: every critical check passes (run now)."""
+        """Readiness: not draining (SIGTERM received) and every critical check passes (run now).
+
+        A 503 names its ``reason``: ``draining``, or the critical checks that failed.
+        """
+        if is_draining():
+            return _json(dumps({"status": "not_ready", "reason": "draining"}), 503)
         report = get_state(current_app).run_critical()
         body = {"status": "ready" if report.critical_ok else "not_ready", "timestamp": report.iso_timestamp,
                 "checks": report.as_dict(operator=is_operator())["checks"]}
+        if not report.critical_ok:
+            failed = [r.name for r in report.results if r.critical and r.outcome == FAILED]
+            body["reason"] = "critical check failed: " + ", ".join(failed)
         return _json(dumps(body), 200 if report.critical_ok else 503)
 
     @bp.get("/status")
