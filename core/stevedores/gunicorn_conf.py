@@ -7,8 +7,9 @@ Binds 0.0.0.0:$PORT; the worker count comes from the worker-sizing hooks (see
 
 import os
 
-from stevedores.server import GunicornPlan
+from stevedores.server import GunicornPlan, hide_server_header
 
+hide_server_header()  # no "Server: gunicorn" product name on any response
 _plan = GunicornPlan.load()
 _config = _plan.config
 

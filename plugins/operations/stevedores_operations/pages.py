@@ -68,7 +68,8 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
             if anonymous:
                 ops.anonymous_page = (raw, html)
         response = app.make_response(html)
-        response.headers["Cache-Control"] = "no-cache"
+        # Never stored: logged in, it carries the user's name and CSRF token; anonymous, a per-request CSP nonce.
+        response.headers["Cache-Control"] = "no-store"
         return response
 
     @pages.get("/vessels/<int:call_id>")

@@ -21,6 +21,13 @@ from .settings import under_exempt_path
 
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
 REFERRER_POLICY = "strict-origin-when-cross-origin"
+#: Responses that carry a session cookie or user data must not be stored by browsers or proxies
+#: (RFC 9111 5.2.2.5). ``max-age=0`` and ``Pragma: no-cache`` add nothing for current caches, but
+#: drheader's default rules ask for exactly this set (HTTP/1.0 caches honour only Pragma).
+NO_STORE = "no-store, max-age=0"
+PRAGMA = "no-cache"
+#: OWASP's advice: turn the legacy XSS auditor off (it opened leaks of its own); CSP replaces it.
+X_XSS_PROTECTION = "0"
 PERMISSIONS_POLICY = {
     "browsing-topics": "()", "camera": "()", "microphone": "()", "geolocation": "()", "payment": "()", "usb": "()",
 }
@@ -116,11 +123,32 @@ class Transport:
         return response
 
 
+def cache_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The cache policy applied to a WSGI header list (returns a new list).
+
+    - No ``Cache-Control``: the response is dynamic (a page, JSON, a redirect, an error),
+      and may carry a session cookie or user data: ``Cache-Control: no-store, max-age=0``.
+    - A ``Cache-Control`` naming ``no-store`` (health JSON, /metrics, /status): the same
+      full :data:`NO_STORE` value, so every such response reads alike.
+    - Any other ``Cache-Control`` is the route's own choice and is kept: static files
+      (``no-cache`` with an ETag: cacheable, revalidated), or a view that decided.
+
+    Every no-store response also gets ``Pragma: no-cache``.
+    """
+    given = [value for name, value in headers if name.lower() == "cache-control"]
+    if given and "no-store" not in ", ".join(given).lower():
+        return list(headers)
+    return [(name, value) for name, value in headers if name.lower() not in ("cache-control", "pragma")] + [
+        ("Cache-Control", NO_STORE), ("Pragma", PRAGMA)]
+
+
 class HeaderSafetyNet:
-    """WSGI wrapper adding the baseline headers to any response that lacks them.
+    """WSGI wrapper adding the baseline headers to any response that lacks them, and the
+    cache policy (:func:`cache_headers`) to every response.
 
     Flask's after_request covers everything Flask serves; this covers responses made
     by other plugins' WSGI middleware and an after_request chain broken by an error.
+    Being outermost of the security plugin's layers, it sees every response once.
     """
 
     def __init__(self, policy: dict[str, str], production: bool) -> None:
@@ -129,6 +157,7 @@ class HeaderSafetyNet:
             ("X-Frame-Options", "DENY"),
             ("X-Content-Type-Options", "nosniff"),
             ("Referrer-Policy", REFERRER_POLICY),
+            ("X-XSS-Protection", X_XSS_PROTECTION),
         ]
         self.production = production
 
@@ -137,8 +166,9 @@ class HeaderSafetyNet:
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
+                headers = cache_headers(headers)
                 present = {name.lower() for name, _ in headers}
-                headers = list(headers) + [(n, v) for n, v in self.baseline if n.lower() not in present]
+                headers = headers + [(n, v) for n, v in self.baseline if n.lower() not in present]
                 if (self.production and environ.get("wsgi.url_scheme") == "https"
                         and "strict-transport-security" not in present):
                     headers.append(("Strict-Transport-Security", HSTS_VALUE))

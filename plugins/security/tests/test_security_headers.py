@@ -151,3 +151,15 @@ def test_security_health_check_fails_when_a_header_is_really_missing(make_steved
     checks = {c.name: c for _p, c in app.extensions["stevedores"].health_checks}
     result = checks["security"].func()
     assert result["status"] == "unhealthy" and result["missing_headers"] == ["X-Frame-Options"]
+
+
+def test_dynamic_responses_are_never_stored_and_static_files_stay_cacheable(make_stevedores_app: Callable) -> None:
+    client = make_stevedores_app(env={"WEB_WORKERS": "1"}).test_client()
+    for path in ("/", "/login", "/api/summary", "/health", "/status", "/no/such/page"):
+        response = client.get(path)
+        assert response.headers.get("Cache-Control") == "no-store, max-age=0", (path, response.headers)
+        assert response.headers.get("Pragma") == "no-cache", path
+        assert response.headers.get("X-XSS-Protection") == "0", path  # OWASP: the legacy auditor off
+    static = client.get("/static/stevedores.css")
+    assert static.status_code == 200 and static.headers.get("ETag")
+    assert "no-store" not in static.headers["Cache-Control"] and "Pragma" not in static.headers
