@@ -11,6 +11,7 @@ from .app import create_app
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
 from .drain import is_draining
 from .operator import is_operator, operator_only
+from .proxies import AddressList
 from .routes import infrastructure, is_infrastructure
 from .runtime import Runtime, get_runtime, get_service
 from .settings import Bool, Choice, ConfigError, Csv, Float, Int, Setting, Str, Url
@@ -19,7 +20,7 @@ from .version import __version__
 hookimpl = pluggy.HookimplMarker("stevedores")
 
 __all__ = [
-    "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
+    "AddressList", "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
     "Runtime", "Setting", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
     "get_service", "hookimpl", "infrastructure", "is_draining", "is_infrastructure", "is_operator", "operator_only",
 ]

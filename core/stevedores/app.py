@@ -6,9 +6,9 @@ from typing import Any, Iterable, Mapping
 
 from flask import Flask, render_template
 from flask.sessions import SecureCookieSessionInterface
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .logs import configure_logging
+from .proxies import ForwardedHeaders
 from .runtime import Runtime
 from .version import __version__
 
@@ -40,11 +40,9 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     _compose_middleware(app, runtime)
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", "stevedores_landing", _landing)
-    if config["TRUSTED_PROXIES"]:
-        # Client address and scheme only: many proxies pass a client's X-Forwarded-Host through
-        # untouched, and a trusted one would steer redirects and external URLs to any host.
-        n = config["TRUSTED_PROXIES"]
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=0, x_port=0)  # type: ignore[method-assign]
+    # Outermost: everything below sees the client address and scheme as the trusted proxy gave them.
+    app.wsgi_app = ForwardedHeaders(app.wsgi_app, config["FORWARDED_ALLOW_IPS"],  # type: ignore[method-assign]
+                                    config["TRUSTED_PROXIES"])
     return app
 
 

@@ -114,7 +114,8 @@ def settings_table(plugins: Plugins) -> str:
     """The settings table of the README, generated from the declarations."""
     rows = ["| Variable | Plugin | Expected | Default | Secret | Meaning |", "|---|---|---|---|---|---|"]
     for plugin, s in declared_settings(plugins):
-        default = "" if s.default in (None, ()) else str(s.default)
+        default = ("" if s.default in (None, ()) else ",".join(map(str, s.default))
+                   if isinstance(s.default, (tuple, list)) else str(s.default))
         rows.append(f"| `{s.name}` | {plugin} | {s.expected} | {('`' + default + '`') if default else ''} | "
                     f"{'yes' if s.secret else ''} | {s.help} |")
     return "\n".join(rows)

@@ -30,7 +30,9 @@ loglevel = _config["LOG_LEVEL"].lower()
 proc_name = "stevedores"
 # Gunicorn 25.1+ opens a control socket in $HOME shared by every instance on the host: not wanted.
 control_socket_disable = True
-secure_scheme_headers: dict[str, str] = {}  # X-Forwarded-Proto is ProxyFix's job (TRUSTED_PROXIES)
+secure_scheme_headers: dict[str, str] = {}  # X-Forwarded-Proto is the core's job (stevedores.proxies)
+# The same allow-list as the app's (gunicorn would read the variable itself, with its own default).
+forwarded_allow_ips = ",".join(_config["FORWARDED_ALLOW_IPS"])
 
 when_ready = _plan.when_ready
 post_worker_init = _plan.post_worker_init

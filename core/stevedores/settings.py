@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
+from .proxies import AddressList
+
 log = logging.getLogger("stevedores.settings")
 
 REDACTED = "<redacted>"
@@ -264,7 +266,12 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("WEB_WORKERS", Int(min=1, max=64), None, "Requested gunicorn workers (capped by the sizing plugins)."),
     Setting("WEB_CONCURRENCY", Int(min=1, max=64), None, "Requested workers when WEB_WORKERS is unset."),
     Setting("TRUSTED_PROXIES", Int(min=0, max=5), 0,
-            "Number of proxies in front of the app whose X-Forwarded-* headers are trusted (0: none)."),
+            "Number of proxies in front of the app whose X-Forwarded-For/-Proto hops count (0: none), "
+            "for requests coming from FORWARDED_ALLOW_IPS."),
+    Setting("FORWARDED_ALLOW_IPS", AddressList(allow_any=True), ("127.0.0.1", "::1"),
+            "Addresses of the proxies allowed to forward (gunicorn's name and convention: IPs or CIDRs, "
+            "comma-separated; * for any, only where the instance is reachable through its proxy alone, "
+            "as on Render). X-Forwarded-* from any other address are removed."),
     Setting("LOG_LEVEL", Choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "Log level."),
     Setting("LOG_FILE", Str(), "logs/stevedores_dashboard.log",
             "Log file beside stderr, rotated safely across workers; 'none' for stderr only."),

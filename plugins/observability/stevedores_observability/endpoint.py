@@ -1,24 +1,22 @@
 """``GET /metrics``: the Prometheus exposition, for operators and allowed scrapers only.
 
 Who may scrape: a request carrying the operator token (OPS_TOKEN, ``Authorization:
-Bearer ...``) or coming from an address in METRICS_ALLOW (``request.remote_addr``, already
-corrected by the core's ProxyFix when TRUSTED_PROXIES is set). Anyone else gets 401 when
-an operator token exists (sending it would help), else 403. With neither OPS_TOKEN nor
-METRICS_ALLOW configured the route answers 404: the metrics are not published at all
-rather than published to everyone. The route is ``@infrastructure``: never rate limited
-nor redirected to HTTPS.
+Bearer ...``) or coming from an address in METRICS_ALLOW (``request.remote_addr``, the
+forwarded client address only when a proxy in FORWARDED_ALLOW_IPS sent the request; see
+``stevedores.proxies``). Anyone else gets 401 when an operator token exists (sending it
+would help), else 403. With neither OPS_TOKEN nor METRICS_ALLOW configured the route
+answers 404: the metrics are not published at all rather than published to everyone.
+The route is ``@infrastructure``: never rate limited nor redirected to HTTPS.
 """
 
 from __future__ import annotations
 
-import ipaddress
 from typing import TYPE_CHECKING, Any, Iterator
 
 from flask import Flask, Response, abort, jsonify, request
 
 from stevedores import infrastructure, is_operator
-
-from .settings import IPNetwork, networks
+from stevedores.proxies import address_allowed, networks
 
 if TYPE_CHECKING:
     from stevedores.plugins import Plugins
@@ -27,19 +25,6 @@ if TYPE_CHECKING:
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 PLUGIN_STATES = ("active", "disabled", "failed")
-
-
-def address_allowed(remote_addr: str | None, allowed: tuple[IPNetwork, ...]) -> bool:
-    """True when ``remote_addr`` lies in one of the ``allowed`` networks."""
-    if not remote_addr or not allowed:
-        return False
-    try:
-        address = ipaddress.ip_address(remote_addr.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return any(address in network for network in allowed)
 
 
 class PluginStatusCollector:

@@ -2,30 +2,7 @@
 
 from __future__ import annotations
 
-import ipaddress
-
-from stevedores import Float, Setting, Str
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
-
-
-class AddressList:
-    """Comma-separated IP addresses and CIDR networks (``10.0.0.0/8, 127.0.0.1, ::1``)."""
-
-    expected = "comma-separated IP addresses or CIDR networks (e.g. 10.0.0.0/8,127.0.0.1)"
-
-    def __call__(self, raw: str) -> tuple[str, ...]:
-        networks = []
-        for part in (p.strip() for p in raw.split(",")):
-            if not part:
-                continue
-            try:
-                network = ipaddress.ip_network(part, strict=False)
-            except ValueError:
-                raise ValueError(f"{part!r} is not an IP address or network; expected {self.expected}") from None
-            single = network.num_addresses == 1 and "/" not in part
-            networks.append(str(network.network_address) if single else str(network))
-        return tuple(networks)
+from stevedores import AddressList, Float, Setting, Str
 
 
 class SentryDsn:
@@ -47,11 +24,6 @@ class SentryDsn:
 def _reason(exc: ValueError) -> str:
     text = str(exc)
     return text if "@" not in text else "malformed"
-
-
-def networks(allowed: tuple[str, ...]) -> tuple[IPNetwork, ...]:
-    """The parsed networks of a METRICS_ALLOW value."""
-    return tuple(ipaddress.ip_network(n, strict=False) for n in allowed)
 
 
 SETTINGS = [

@@ -181,11 +181,22 @@ def test_allowed_addresses_may_scrape_without_token(make_app: Callable[..., Flas
 
 
 def test_behind_a_trusted_proxy_the_forwarded_client_address_decides(make_app: Callable[..., Flask]) -> None:
-    app = make_app({"OPS_TOKEN": "", "METRICS_ALLOW": "10.0.0.0/8", "TRUSTED_PROXIES": "1"})
+    app = make_app({"OPS_TOKEN": "", "METRICS_ALLOW": "10.0.0.0/8", "TRUSTED_PROXIES": "1",
+                    "FORWARDED_ALLOW_IPS": "127.0.0.1,10.0.0.2"})
     client = app.test_client()
     assert client.get("/metrics", headers={"X-Forwarded-For": "10.1.1.1"}).status_code == 200
     assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"},
                       environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 403
+
+
+def test_a_client_that_is_no_allowed_proxy_cannot_forward_its_way_in(make_app: Callable[..., Flask]) -> None:
+    """The audit: gunicorn binds 0.0.0.0, and TRUSTED_PROXIES=1 let anyone say X-Forwarded-For: 127.0.0.1."""
+    app = make_app({"OPS_TOKEN": "", "METRICS_ALLOW": "127.0.0.1", "TRUSTED_PROXIES": "1"})
+    client = app.test_client()
+    spoofed = {"X-Forwarded-For": "127.0.0.1", "Forwarded": "for=127.0.0.1"}
+    assert client.get("/metrics", headers=spoofed, environ_base={"REMOTE_ADDR": "203.0.113.9"}).status_code == 403
+    assert client.get("/metrics", headers={"X-Forwarded-For": "203.0.113.9"}).status_code == 403  # proxy: honoured
+    assert client.get("/metrics", headers={"X-Forwarded-For": "127.0.0.1"}).status_code == 200
 
 
 def test_bad_settings_are_reported_together_by_name(make_app: Callable[..., Flask]) -> None:

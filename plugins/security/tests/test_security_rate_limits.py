@@ -52,6 +52,18 @@ def test_the_forwarded_client_is_the_key_behind_one_trusted_proxy(make_stevedore
     assert chained.status_code == 429  # only the proxy's own entry (the last) is trusted
 
 
+def test_forwarded_for_counts_only_from_the_proxys_own_address(make_stevedores_app: Callable) -> None:
+    """The audit: with TRUSTED_PROXIES=1 a client reaching gunicorn directly picked its own address."""
+    client = _app(make_stevedores_app, RATE_LIMITS="3 per minute", TRUSTED_PROXIES="1").test_client()
+    direct = {"REMOTE_ADDR": "203.0.113.9"}  # not in FORWARDED_ALLOW_IPS (default 127.0.0.1,::1)
+    statuses = [client.get("/probe/a", headers={"X-Forwarded-For": f"198.51.100.{i}"}, environ_base=direct).status_code
+                for i in range(4)]
+    assert statuses == [200, 200, 200, 429]  # one bucket: the socket address
+    # An allowed proxy's non-address is ignored (no 8 KB keys): the proxy's own bucket counts it.
+    junk = client.get("/probe/a", headers={"X-Forwarded-For": "x" * 8192})
+    assert junk.status_code == 200 and junk.headers["RateLimit-Remaining"] == "2"
+
+
 @pytest.mark.parametrize(("limits", "workers", "allowed"), [("8 per minute", "4", 2), ("3 per minute", "4", 1)])
 def test_memory_limits_are_divided_by_the_worker_count(
         make_stevedores_app: Callable, limits: str, workers: str, allowed: int) -> None:
