@@ -1,8 +1,10 @@
 """The hook specifications: the whole contract between the core and its plugins.
 
 Every hook runs at start-up or at a process lifecycle event, never per request.
-Each plugin's implementation is called on its own: one that raises marks that
-plugin failed (fatal with STEVEDORES_STRICT_PLUGINS=1) and the others still run.
+Hooks are called through pluggy's own hook caller, so ``tryfirst``/``trylast``,
+``wrapper=True`` and old-style ``hookwrapper=True`` implementations work as pluggy
+documents. An implementation that raises marks its own plugin failed (fatal with
+STEVEDORES_STRICT_PLUGINS=1) and answers None; the others still run.
 Implementations may accept any subset of the documented arguments.
 """
 

@@ -55,6 +55,7 @@ class Runtime:
         environ = os.environ if environ is None else environ
         plugins = Plugins.from_environ(environ, load_entry_points=load_entry_points, extra=extra_plugins)
         config = read_config(declared_settings(plugins), environ)
+        plugins.secrets = config.secret_values()
         problems = [p for _plugin, found in _checked(plugins, config) for p in found]
         if problems:
             raise ConfigError(problems)
