@@ -1,28 +1,38 @@
-"""Counting rate-limit hits in Redis through the resilient ``redis`` service, or in memory.
+"""Counting rate-limit hits in Redis through the resilient ``redis`` service, or in the
+instance's fallback store.
 
 flask-limiter asks a *strategy* object to ``hit``/``test``/``get_window_stats``; this
 module's :class:`ResilientCounter` is that strategy (fixed windows). Each operation goes
 to Redis through ``redis.call(fn, fallback)`` (docs/plugins.md), so:
 
-- Redis answering: counts are shared by every worker and instance (full limits).
-- Redis down, slow or its breaker open: ``call`` returns the fallback, which counts in
-  this process's memory with the limit divided by the worker count (an instance then
-  still allows about the configured total). No error, no 500; a request waits at most
-  one Redis timeout (after one failed call the rest of the request stays in memory),
-  and with the breaker open it does not wait at all.
+- Redis answering: counts are shared by every worker and instance (full limits). The
+  app-wide limits of a request are counted in one round trip (one Lua script for all of
+  them, stopping at the first one exceeded, as flask-limiter does).
+- Redis down, slow or its breaker open: ``call`` returns the fallback, which counts in the
+  instance's store (:mod:`.instance_windows`: shared by every worker of the gunicorn
+  master, kept across worker replacements; a process's own memory outside gunicorn).
+  Each instance then enforces the limit divided by RATE_LIMIT_INSTANCES (default 1), so
+  a fleet that states its size still allows about the configured total. No error, no
+  500; a request waits at most one Redis timeout (after one failed call the rest of the
+  request stays in the fallback), and with the breaker open it does not wait at all.
 - Redis back (the breaker closes): counting returns to Redis by itself.
+
+The limit a client sees in ``RateLimit-*`` headers is the one enforced
+(:meth:`ResilientCounter.enforced_amount`).
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterable, Protocol, TypeVar
 
 from flask import g, has_app_context
 from limits import RateLimitItem
 from limits.util import WindowStats
+from redis.commands.core import Script
 
 from .memory_windows import MemoryWindows
 
@@ -32,36 +42,60 @@ T = TypeVar("T")
 
 REDIS_PREFIX = "stevedores:ratelimit:"
 
-# INCRBY and (re)arm the expiry in one atomic round trip; a key without TTL is re-armed,
-# so a lost EXPIRE can never leave a counter that lives forever.
+# For each key in order: INCRBY and (re)arm the expiry, stopping after the first count over
+# its limit (the later limits are not consumed, as when flask-limiter hits them one by one).
+# ARGV: cost, then (expiry seconds, amount) per key. Returns {count, ttl ms} per key counted.
+# A key without TTL is re-armed, so a lost EXPIRE can never leave a counter that lives forever.
 INCR_EXPIRE_LUA = """
-local count = redis.call('INCRBY', KEYS[1], ARGV[2])
-local ttl = redis.call('PTTL', KEYS[1])
-if ttl < 0 then
-  redis.call('PEXPIRE', KEYS[1], ARGV[1] * 1000)
-  ttl = ARGV[1] * 1000
+local out = {}
+for i, key in ipairs(KEYS) do
+  local count = redis.call('INCRBY', key, ARGV[1])
+  local ttl = redis.call('PTTL', key)
+  if ttl < 0 then
+    redis.call('PEXPIRE', key, ARGV[2 * i] * 1000)
+    ttl = ARGV[2 * i] * 1000
+  end
+  out[#out + 1] = count
+  out[#out + 1] = ttl
+  if count > tonumber(ARGV[2 * i + 1]) then break end
 end
-return {count, ttl}
+return out
 """
 
 _GAVE_UP = "_stevedores_rate_limit_in_memory"
 _WINDOWS = "_stevedores_rate_limit_windows"
+_BATCHES = "_stevedores_rate_limit_batches"
+
+
+class Windows(Protocol):
+    """Fixed-window counters: :class:`MemoryWindows` or :class:`~.instance_windows.InstanceWindows`."""
+
+    def incr(self, key: str, expiry: float, amount: int = 1) -> tuple[int, float]: ...
+    def get(self, key: str) -> tuple[int, float]: ...
+    def clear(self, key: str) -> None: ...
 
 
 class ResilientCounter:
-    """Fixed-window rate limiting over the ``redis`` service with an in-memory fallback
+    """Fixed-window rate limiting over the ``redis`` service with a fallback store
     (flask-limiter's strategy interface: hit, test, get_window_stats, clear).
 
-    ``redis`` is the service (or None); ``workers`` divides in-memory limits;
-    ``on_storage_change(storage, reason)`` is called when the storage in use changes.
+    ``redis`` is the service (or None); ``instances`` (RATE_LIMIT_INSTANCES, >= 1) divides
+    the limits enforced by the fallback; ``fallback`` is the instance's store (None: this
+    process's memory); ``on_storage_change(storage, reason)`` is called when the storage
+    in use changes. :meth:`batch` names the app-wide limits counted in one round trip.
     """
 
-    def __init__(self, redis: Any, workers: int, on_storage_change: Callable[[str, str], None] | None = None) -> None:
+    def __init__(self, redis: Any, instances: int = 1, on_storage_change: Callable[[str, str], None] | None = None,
+                 fallback: Windows | None = None) -> None:
         self.memory = MemoryWindows()
+        self.fallback: Windows = fallback if fallback is not None else self.memory
         self.redis = redis if redis is not None and getattr(redis, "configured", False) else None
-        self.workers = max(1, int(workers))
+        self.instances = max(1, int(instances))
         self._on_change = on_storage_change
         self._lock = threading.Lock()
+        self._batch: tuple[RateLimitItem, ...] = ()
+        self._script: Script | None = None
+        self._fallback_failed_logged = False
         if self.redis is not None:
             self.storage_in_use, self.reason = "redis", "Redis answers (counts shared by all workers)"
         else:
@@ -69,22 +103,76 @@ class ResilientCounter:
             self.reason = ("REDIS_URL is not set" if redis is not None
                            else "no redis service (redis_resilience plugin not installed)")
 
+    @property
+    def fallback_scope(self) -> str:
+        """Who shares the fallback counts: ``"instance"`` (every worker of the master) or ``"process"``."""
+        return "process" if self.fallback is self.memory else "instance"
+
+    def batch(self, items: Iterable[RateLimitItem]) -> None:
+        """The app-wide limits (shared identifiers on every request): counted together."""
+        self._batch = tuple(sorted(items))
+
     # --- the strategy interface flask-limiter uses -------------------------------------------
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """Consume ``cost`` from the limit; True when it was not exceeded."""
+        if cost == 1 and item in self._batch:
+            return self._hit_batch(item, identifiers)
+        return self._hit_one(item, identifiers, cost)
+
+    def _hit_one(self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int = 1) -> bool:
         key = item.key_for(*identifiers)
 
         def in_redis(client: Any) -> bool:
-            script = client.register_script(INCR_EXPIRE_LUA)
-            count, ttl_ms = script(keys=[REDIS_PREFIX + key], args=[item.get_expiry(), cost])
+            count, ttl_ms = self._incr_script(client)(keys=[REDIS_PREFIX + key],
+                                                      args=[cost, item.get_expiry(), item.amount], client=client)
             _remember_window(key, int(count), time.time() + int(ttl_ms) / 1000)
             return int(count) <= item.amount
 
         def in_memory() -> bool:
-            return self.memory.incr(key, item.get_expiry(), cost)[0] <= self.share(item)
+            return self._incr_fallback(key, item.get_expiry(), cost) <= self.share(item)
 
         return self._redis_or_memory(in_redis, in_memory)
+
+    def _hit_batch(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
+        """Count every app-wide limit for ``identifiers`` at the first hit of the request;
+        answer this and the later hits from what that count returned."""
+        batches = _request_dict(_BATCHES)
+        key = item.key_for(*identifiers)
+        known = batches.get(identifiers) if batches is not None else None
+        if known is not None and key in known:
+            return known[key]
+        items = self._batch
+        keys = [i.key_for(*identifiers) for i in items]
+
+        def in_redis(client: Any) -> dict[str, bool]:
+            args: list[Any] = [1]
+            for i in items:
+                args += [i.get_expiry(), i.amount]
+            out = self._incr_script(client)(keys=[REDIS_PREFIX + k for k in keys], args=args, client=client)
+            now, results = time.time(), {}
+            for n, (k, i) in enumerate(zip(keys, items, strict=True)):
+                if 2 * n + 1 >= len(out):
+                    break
+                count = int(out[2 * n])
+                _remember_window(k, count, now + int(out[2 * n + 1]) / 1000)
+                results[k] = count <= i.amount
+            return results
+
+        def in_memory() -> dict[str, bool]:
+            results = {}
+            for k, i in zip(keys, items, strict=True):
+                results[k] = self._incr_fallback(k, i.get_expiry(), 1) <= self.share(i)
+                if not results[k]:
+                    break
+            return results
+
+        results = self._redis_or_memory(in_redis, in_memory)
+        if batches is not None:
+            batches[identifiers] = results
+        if key in results:
+            return results[key]
+        return self._hit_one(item, identifiers)  # not reached by flask-limiter (it stops at a breach)
 
     def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
@@ -93,7 +181,7 @@ class ResilientCounter:
         def in_redis(client: Any) -> bool:
             return int(client.get(REDIS_PREFIX + key) or 0) < item.amount - cost + 1
 
-        return self._redis_or_memory(in_redis, lambda: self.memory.get(key)[0] < self.share(item) - cost + 1)
+        return self._redis_or_memory(in_redis, lambda: self._get_fallback(key)[0] < self.share(item) - cost + 1)
 
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """(reset time, remaining) of the limit; reuses what this request's hit already learnt."""
@@ -112,7 +200,7 @@ class ResilientCounter:
             return WindowStats(reset_at, max(0, item.amount - int(count or 0)))
 
         def in_memory() -> WindowStats:
-            count, end = self.memory.get(key)
+            count, end = self._get_fallback(key)
             return WindowStats(end, max(0, self.share(item) - count))
 
         return self._redis_or_memory(in_redis, in_memory)
@@ -122,12 +210,52 @@ class ResilientCounter:
         key = item.key_for(*identifiers)
         self._redis_or_memory(lambda client: client.delete(REDIS_PREFIX + key), lambda: None)
         self.memory.clear(key)
+        if self.fallback is not self.memory:
+            try:
+                self.fallback.clear(key)
+            except (sqlite3.Error, OSError) as exc:
+                self._fallback_failed(exc)
 
     # --- helpers ------------------------------------------------------------------------
 
     def share(self, item: RateLimitItem) -> int:
-        """This worker's share of ``item``'s amount for in-memory counting (at least 1)."""
-        return max(1, item.amount // self.workers)
+        """This instance's share of ``item``'s amount when the fallback counts (at least 1)."""
+        return max(1, item.amount // self.instances)
+
+    def enforced_amount(self, item: RateLimitItem) -> int:
+        """The amount of ``item`` enforced for the current request: the share when this
+        request was counted by the fallback, the full amount in Redis."""
+        if self.redis is None or _gave_up():
+            return self.share(item)
+        return item.amount
+
+    def _incr_script(self, client: Any) -> Script:
+        script = self._script
+        if script is None:  # registered once: it hashes the script; calls pass the client
+            script = self._script = client.register_script(INCR_EXPIRE_LUA)
+        return script
+
+    def _incr_fallback(self, key: str, expiry: float, cost: int) -> int:
+        if self.fallback is not self.memory:
+            try:
+                return self.fallback.incr(key, expiry, cost)[0]
+            except (sqlite3.Error, OSError) as exc:
+                self._fallback_failed(exc)
+        return self.memory.incr(key, expiry, cost)[0]
+
+    def _get_fallback(self, key: str) -> tuple[int, float]:
+        if self.fallback is not self.memory:
+            try:
+                return self.fallback.get(key)
+            except (sqlite3.Error, OSError) as exc:
+                self._fallback_failed(exc)
+        return self.memory.get(key)
+
+    def _fallback_failed(self, exc: BaseException) -> None:
+        if not self._fallback_failed_logged:
+            self._fallback_failed_logged = True
+            log.error("The instance's rate-limit store cannot be used (%s): this worker counts in its own "
+                      "memory instead", exc)
 
     def _redis_or_memory(self, in_redis: Callable[[Any], T], in_memory: Callable[[], T]) -> T:
         if self.redis is None:
@@ -164,7 +292,8 @@ class ResilientCounter:
                 return
             self.storage_in_use, self.reason = storage, reason
         if storage == "memory":
-            log.warning("Rate limits now counted in memory (limits divided by %d workers): %s", self.workers, reason)
+            log.warning("Rate limits now counted in the %s's memory (limits divided by RATE_LIMIT_INSTANCES=%d): %s",
+                        self.fallback_scope, self.instances, reason)
         else:
             log.info("Rate limits counted in Redis again")
         if self._on_change is not None:
@@ -188,12 +317,20 @@ def _give_up_for_this_request() -> None:
         setattr(g, _GAVE_UP, True)
 
 
+def _request_dict(name: str) -> dict[Any, Any] | None:
+    """A dict kept on ``g`` for this request (None outside a request)."""
+    if not has_app_context():
+        return None
+    found = g.get(name)
+    if found is None:
+        found = {}
+        setattr(g, name, found)
+    return found
+
+
 def _remember_window(key: str, count: int, reset_at: float) -> None:
-    if has_app_context():
-        windows = g.get(_WINDOWS)
-        if windows is None:
-            windows = {}
-            setattr(g, _WINDOWS, windows)
+    windows = _request_dict(_WINDOWS)
+    if windows is not None:
         windows[key] = (count, reset_at)
 
 

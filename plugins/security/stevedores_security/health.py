@@ -93,7 +93,8 @@ class RateLimiterCheck:
             "reason": reason,
             "limits": self.app_limits or "none",
             "scope": "per client across the whole app",
-            "memory_limit_divisor": counter.workers,
+            "memory_limit_divisor": counter.instances,
+            "fallback_shared_by": counter.fallback_scope,
             "refusals": self.rate_limits.refusals,
         }
         if redis is not None:

@@ -84,6 +84,7 @@ class RateLimits:
 
     def bind(self, app: Flask, counter: ResilientCounter) -> None:
         """Attach to ``app`` with ``counter`` as the storage strategy."""
+        counter.batch(parse_many(self.app_limits) if self.app_limits else ())
         self.limiter.counter = counter
         self.limiter.init_app(app)
 
@@ -107,16 +108,19 @@ class RateLimits:
         return response
 
     def add_headers(self, response: Response) -> Response:
-        """RateLimit-Limit/-Remaining/-Reset (seconds) and RateLimit-Policy for the tightest limit."""
+        """RateLimit-Limit/-Remaining/-Reset (seconds) and RateLimit-Policy for the tightest limit,
+        with the amount enforced for this request (the instance's share when the fallback counted)."""
         current = self.limiter.current_limit if self.limiter.initialized else None
         if current is None:
             return response
         reset = max(0, math.ceil(current.reset_at - time.time()))
         item = current.limit
-        response.headers["RateLimit-Limit"] = str(item.amount)
+        counter = self.limiter.counter
+        amount = counter.enforced_amount(item) if counter is not None else item.amount
+        response.headers["RateLimit-Limit"] = str(amount)
         response.headers["RateLimit-Remaining"] = str(current.remaining)
         response.headers["RateLimit-Reset"] = str(reset)
-        response.headers["RateLimit-Policy"] = f"{item.amount};w={item.get_expiry()}"
+        response.headers["RateLimit-Policy"] = f"{amount};w={item.get_expiry()}"
         if response.status_code == 429 and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(max(1, reset))
         return response

@@ -22,6 +22,7 @@ from .headers import (
     skip_for_infrastructure,
 )
 from .health import RateLimiterCheck, SecurityCheck
+from .instance_windows import instance_windows_from_environment, server_directory
 from .limiting import RateLimits
 from .settings import SETTINGS
 
@@ -50,8 +51,14 @@ def report_storage(telemetry: Any, in_use: str) -> None:
 
 @hookimpl
 def stevedores_settings() -> list[Setting]:
-    """RATE_LIMITS, CSP_POLICY and SECURITY_EXEMPT_PATHS."""
+    """RATE_LIMITS, RATE_LIMIT_INSTANCES, CSP_POLICY and SECURITY_EXEMPT_PATHS."""
     return list(SETTINGS)
+
+
+@hookimpl
+def stevedores_server_starting(config: Config) -> None:
+    """In the gunicorn master, before it forks: the directory of the instance's fallback counters."""
+    server_directory()
 
 
 @hookimpl
@@ -71,8 +78,9 @@ def stevedores_startup(app: Flask, config: Config) -> None:
     production = config.is_production
     telemetry = runtime.telemetry
 
-    counter = ResilientCounter(get_service(app, "redis"), runtime.worker_decision().final,
-                               lambda storage, _reason: report_storage(telemetry, storage))
+    counter = ResilientCounter(get_service(app, "redis"), config["RATE_LIMIT_INSTANCES"],
+                               lambda storage, _reason: report_storage(telemetry, storage),
+                               fallback=instance_windows_from_environment())
     report_storage(telemetry, counter.storage_in_use)
     app.extensions[EXTENSION] = SecurityState(
         policy=policy,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from limits import parse_many
 
 from stevedores import Setting
+from stevedores.settings import Int
 
 from .csp import CspPolicySetting
 
@@ -47,6 +48,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("RATE_LIMITS", RateLimitSpec(), DEFAULT_RATE_LIMITS,
             "Rate limits per client address across the whole app (all routes share one budget), "
             "';'-separated; 'none' turns them off. Probe routes are never limited."),
+    Setting("RATE_LIMIT_INSTANCES", Int(min=1, max=1000), 1,
+            "How many instances (gunicorn masters) serve this app. When Redis cannot count, each instance "
+            "counts for all of its workers and enforces RATE_LIMITS divided by this number, so the fleet "
+            "still allows about the configured total; with Redis the full limits hold across the fleet."),
     Setting("CSP_POLICY", CspPolicySetting(), None,
             "Content-Security-Policy replacing the default, as a JSON object of directives; "
             "validated at start-up. script-src/style-src get per-request nonces."),

@@ -64,12 +64,18 @@ def test_forwarded_for_counts_only_from_the_proxys_own_address(make_stevedores_a
     assert junk.status_code == 200 and junk.headers["RateLimit-Remaining"] == "2"
 
 
-@pytest.mark.parametrize(("limits", "workers", "allowed"), [("8 per minute", "4", 2), ("3 per minute", "4", 1)])
-def test_memory_limits_are_divided_by_the_worker_count(
-        make_stevedores_app: Callable, limits: str, workers: str, allowed: int) -> None:
-    client = _app(make_stevedores_app, RATE_LIMITS=limits, WEB_WORKERS=workers).test_client()
-    statuses = [client.get("/probe/a").status_code for _ in range(allowed + 1)]
-    assert statuses == [200] * allowed + [429]
+@pytest.mark.parametrize(("limits", "instances", "allowed"),
+                         [("8 per minute", "1", 8), ("8 per minute", "4", 2), ("3 per minute", "4", 1)])
+def test_fallback_limits_are_divided_by_the_instance_count_not_the_workers(
+        make_stevedores_app: Callable, limits: str, instances: str, allowed: int) -> None:
+    client = _app(make_stevedores_app, RATE_LIMITS=limits, WEB_WORKERS="4",
+                  RATE_LIMIT_INSTANCES=instances).test_client()
+    responses = [client.get("/probe/a") for _ in range(allowed + 1)]
+    assert [r.status_code for r in responses] == [200] * allowed + [429]
+    # the limit shown is the limit enforced
+    assert {r.headers["RateLimit-Limit"] for r in responses} == {str(allowed)}
+    assert [r.headers["RateLimit-Remaining"] for r in responses[:allowed]] == [
+        str(allowed - n) for n in range(1, allowed + 1)]
 
 
 def test_the_rate_limits_service_shares_a_scope_and_counts_only_what_deduct_when_says(

@@ -61,7 +61,7 @@ class OffersRedis:
 
 
 def _app(make: Callable, service: ContractRedis, limits: str) -> Any:
-    return make(plugins=["security"], env={"RATE_LIMITS": limits, "WEB_WORKERS": "2"},
+    return make(plugins=["security"], env={"RATE_LIMITS": limits, "WEB_WORKERS": "2", "RATE_LIMIT_INSTANCES": "2"},
                 extra_plugins=[("contract_redis", OffersRedis(service)), ("probe", ProbePlugin())])
 
 
@@ -82,7 +82,7 @@ def test_counts_in_redis_are_shared_by_workers_and_expire(
     worker_2 = _app(make_stevedores_app, ContractRedis(server.url), "5 per minute").test_client()
     statuses = [worker_1.get("/probe/a").status_code for _ in range(3)]
     statuses += [worker_2.get("/probe/b").status_code for _ in range(2)]
-    assert statuses == [200] * 5  # in memory each worker would have allowed only 5 // 2 = 2
+    assert statuses == [200] * 5  # the fallback would have allowed only 5 // 2 instances = 2
     assert worker_1.get("/probe/a").status_code == 429 and worker_2.get("/probe/a").status_code == 429
     counters = _counters(server.url)
     assert list(counters.values()) == [7]  # one key: per client across the app
@@ -111,7 +111,7 @@ def test_outage_moves_counting_to_memory_without_errors_or_waiting(
     server.kill()
 
     statuses = [client.get("/probe/a").status_code for _ in range(3)]
-    assert statuses == [200, 200, 429]  # memory share: 6 // 2 workers = 3 (the hung request was the first)
+    assert statuses == [200, 200, 429]  # instance share: 6 // 2 instances = 3 (the hung request was the first)
     check = _rate_check(app)
     assert check["storage"] == "memory" and check["status"] == "degraded"
     assert check["reason"] == "a Redis call failed or timed out"
@@ -141,6 +141,7 @@ def test_real_redis_resilience_plugin_hang_kill_and_restart(
         make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
     server = stevedores_redis_server()
     env = {"REDIS_URL": server.url, "RATE_LIMITS": "1000 per hour;10 per minute", "WEB_WORKERS": "2",
+           "RATE_LIMIT_INSTANCES": "2",
            "REDIS_BREAKER_FAILURE_THRESHOLD": "2", "REDIS_BREAKER_RECOVERY_TIMEOUT": "2",
            "REDIS_READ_TIMEOUT_MS": "1000", "REDIS_CONNECT_TIMEOUT_MS": "1000"}
     app = make_stevedores_app(plugins=["security", "redis_resilience"], env=env,
@@ -159,7 +160,7 @@ def test_real_redis_resilience_plugin_hang_kill_and_restart(
         started = time.monotonic()
         statuses.append(client.get("/probe/a").status_code)
         (after_open if was_open else waited).append(time.monotonic() - started)
-    assert statuses == [200] * 5 + [429] * 2  # in memory: 10 // 2 workers
+    assert statuses == [200] * 5 + [429] * 2  # fallback: 10 // 2 instances
     assert len(waited) == 2 and all(0.9 < w < 1.9 for w in waited), waited  # one wait per request, not three
     assert len(after_open) == 5 and max(after_open) < 0.9, after_open  # breaker open: never the 1 s wait
     server.resume()
