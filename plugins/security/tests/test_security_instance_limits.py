@@ -25,9 +25,10 @@ def _get(url: str) -> tuple[int, dict[str, str]]:
 
 
 @pytest.mark.timeout(90)
-def test_one_client_gets_the_limit_per_instance_across_three_recycling_workers(gunicorn_server: Callable) -> None:
-    server = gunicorn_server(env={"RATE_LIMITS": f"{LIMIT} per minute", "WEB_WORKERS": "3",
-                                  "GUNICORN_MAX_REQUESTS": "4"}, ready_path="/health/live")
+def test_one_client_gets_the_limit_per_instance_across_three_recycling_workers(
+        stevedores_gunicorn_server: Callable) -> None:
+    server = stevedores_gunicorn_server(env={"RATE_LIMITS": f"{LIMIT} per minute", "WEB_WORKERS": "3",
+                                             "GUNICORN_MAX_REQUESTS": "4"}, ready_path="/health/live")
     answers = [_get(server.url + "/") for _ in range(3 * LIMIT)]
     statuses = [status for status, _h in answers]
     assert statuses == [200] * LIMIT + [429] * (2 * LIMIT), statuses
