@@ -9,6 +9,8 @@ import urllib.request
 from pathlib import Path
 from typing import Callable
 
+import pytest
+
 from stevedores.testing import GunicornServer, install_plugin_distribution
 
 REPO = Path(__file__).resolve().parent.parent
@@ -65,8 +67,13 @@ def test_bad_settings_stop_gunicorn_before_it_binds(tmp_path: Path, stevedores_e
 
 
 PROBE_PLUGIN = '''
+import logging
 import os
 from stevedores import hookimpl
+
+@hookimpl
+def stevedores_services():
+    logging.getLogger("stevedores.probe").warning("probe services built in pid %d", os.getpid())
 
 @hookimpl
 def stevedores_worker_started(app, worker):
@@ -78,11 +85,15 @@ def stevedores_worker_exit(app, worker):
 '''
 
 
-def test_lifecycle_hooks_reach_the_plugins_in_each_worker(stevedores_gunicorn_server: Callable, tmp_path: Path) -> None:
-    """A plugin on PYTHONPATH, registered through a real entry point, records each worker's start."""
+@pytest.mark.parametrize("preload", ["1", "0"])
+def test_lifecycle_hooks_reach_the_plugins_in_each_worker(stevedores_gunicorn_server: Callable, tmp_path: Path,
+                                                          preload: str) -> None:
+    """A plugin on PYTHONPATH, registered through a real entry point, records each worker's start;
+    its services are built once, in the master, with or without preload_app (one runtime per process)."""
     site = install_plugin_distribution(tmp_path / "site", "lifecycle_probe", PROBE_PLUGIN)
     probe = tmp_path / "probe.txt"
-    server = stevedores_gunicorn_server(env={"PYTHONPATH": str(site), "PROBE_FILE": str(probe), "WEB_WORKERS": "2"})
+    server = stevedores_gunicorn_server(env={"PYTHONPATH": str(site), "PROBE_FILE": str(probe), "WEB_WORKERS": "2",
+                                             "PRELOAD_APP": preload})
     deadline = time.monotonic() + 10
     while (not probe.exists() or probe.read_text().count("started") < 2) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -91,3 +102,5 @@ def test_lifecycle_hooks_reach_the_plugins_in_each_worker(stevedores_gunicorn_se
     started = {line.split()[1] for line in lines if line.startswith("started") and line.endswith("True")}
     exited = {line.split()[1] for line in lines if line.startswith("exit")}
     assert len(started) == 2 and started == exited
+    built = [line for line in server.log().splitlines() if "probe services built" in line]
+    assert len(built) == 1 and built[0].endswith(f"pid {server.proc.pid}"), built

@@ -10,7 +10,7 @@ import os
 from stevedores.server import GunicornPlan, hide_server_header
 
 hide_server_header()  # no "Server: gunicorn" product name on any response
-_plan = GunicornPlan.load()
+_plan = plan = GunicornPlan.load()  # stevedores.wsgi builds the app on plan.runtime
 _config = _plan.config
 
 bind = f"0.0.0.0:{_config['PORT']}"

@@ -118,9 +118,11 @@ def stevedores_register_commands(cli: click.Group) -> None:
 
 
 @hookspec
-def stevedores_server_starting(config: Config) -> None:
+def stevedores_server_starting(config: Config, telemetry: Telemetry) -> None:
     """The gunicorn master is starting: called when it reads its configuration, before
     the app is preloaded and before any fork (also again on a SIGHUP reload).
+    ``telemetry`` is the runtime's, the same the services and (through the one runtime
+    the master and its app share) the app report to.
 
     Use it to prepare state shared by all workers (e.g. set and clean a metrics
     directory in ``os.environ`` so that the preloaded app and the workers see it).

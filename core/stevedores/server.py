@@ -26,6 +26,19 @@ class GunicornPlan:
         self.runtime = runtime
         self.config = runtime.config
         self.decision = decision
+        self._app: Any = None
+
+    def app(self) -> Any:
+        """The Flask app on this plan's runtime, built once per process (see stevedores.wsgi)."""
+        if self._app is None:
+            from .app import create_app
+
+            try:
+                self._app = create_app(runtime=self.runtime)
+            except (ConfigError, PluginError) as exc:
+                print(f"stevedores: cannot start: {exc}", file=sys.stderr)
+                raise SystemExit(2) from None
+        return self._app
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None) -> GunicornPlan:
@@ -42,7 +55,7 @@ class GunicornPlan:
             log.info("%s", line)
         # Here, not in gunicorn's on_starting: with preload_app gunicorn loads the app
         # before on_starting, and plugins must prepare the environment before that.
-        runtime.plugins.call("stevedores_server_starting", config=runtime.config)
+        runtime.plugins.call("stevedores_server_starting", config=runtime.config, telemetry=runtime.telemetry)
         return cls(runtime, decision)
 
     # gunicorn server hooks (names as in gunicorn's settings) ---------------------------

@@ -42,6 +42,11 @@ class Telemetry:
         self._sinks = (*self._sinks, sink)
 
     @property
+    def sinks(self) -> tuple[Sink, ...]:
+        """The subscribed sinks, in subscription order."""
+        return self._sinks
+
+    @property
     def active(self) -> bool:
         """True when someone listens (skip expensive figures otherwise)."""
         return bool(self._sinks)

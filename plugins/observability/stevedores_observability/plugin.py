@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import logging
-import weakref
 
 from flask import Flask
 
@@ -23,22 +22,18 @@ from .endpoint import register_metrics_route
 from .request_metrics import request_metrics_middleware
 from .sentry import init_sentry
 from .settings import SETTINGS
-from .sink import PrometheusSink, mark_gunicorn_master
+from .sink import PrometheusSink
 
 log = logging.getLogger("stevedores.observability")
 
 EXTENSION = "stevedores_observability"
 
-# The sink of each runtime's telemetry, found again at startup (weak: a runtime that is
-# gone takes its sink with it; this is per-runtime state, not a plugin registry).
-_sinks: weakref.WeakKeyDictionary[Telemetry, PrometheusSink] = weakref.WeakKeyDictionary()
-
 
 def sink_for(telemetry: Telemetry) -> PrometheusSink:
-    """The sink subscribed to ``telemetry``, subscribing one the first time."""
-    sink = _sinks.get(telemetry)
+    """The sink subscribed to ``telemetry`` (the runtime's own), subscribing one the first time."""
+    sink = next((s for s in telemetry.sinks if isinstance(s, PrometheusSink)), None)
     if sink is None:
-        sink = _sinks[telemetry] = PrometheusSink()
+        sink = PrometheusSink()
         telemetry.subscribe(sink)
     return sink
 
@@ -76,13 +71,11 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
 
 
 @hookimpl
-def stevedores_server_starting(config: Config) -> None:
+def stevedores_server_starting(config: Config, telemetry: Telemetry) -> None:
     """In the gunicorn master as it reads its configuration, before the app is preloaded and before
     any fork (again on a SIGHUP reload): the directory the workers share, exported to them."""
     multiprocess.server_directory(config["METRICS_MULTIPROC_DIR"])
-    mark_gunicorn_master()
-    for sink in list(_sinks.values()):  # sinks built in this master before now are single-process
-        sink.server_starting()
+    sink_for(telemetry).server_starting()  # the master's sink was single-process until now
 
 
 @hookimpl

@@ -21,23 +21,6 @@ log = logging.getLogger("stevedores.observability")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
-# The pid of the gunicorn master, once it has exported the shared directory (None elsewhere).
-_gunicorn_master_pid: int | None = None
-
-
-def mark_gunicorn_master() -> None:
-    """This process is the gunicorn master: keep its gauges out of the shared files.
-
-    The master reports gauges only while it preloads the app (the breaker's initial state,
-    the rate-limit storage chosen at start-up). Written to the shared files under the
-    master's pid, which lives as long as the server, they would never go away and would
-    mask the workers' own values (a stale ``livemax`` 1 hides every worker's 0). They are
-    remembered instead and replayed by each forked worker, which then updates its copy.
-    """
-    global _gunicorn_master_pid
-    _gunicorn_master_pid = os.getpid()
-
-
 class PrometheusSink:
     """Receives ``count``/``gauge``/``observe`` from the telemetry and records request metrics."""
 
@@ -48,6 +31,13 @@ class PrometheusSink:
         # the last value of every gauge series, replayed into a forked worker's new backend
         # (gauges such as the memory limit are reported once, at start-up, in the master)
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        # The gunicorn master's pid once it has exported the shared directory: the master
+        # reports gauges only while it preloads the app (the breaker's initial state, the
+        # rate-limit storage chosen at start-up). Written to the shared files under the
+        # master's pid, which lives as long as the server, they would never go away and
+        # would mask the workers' own values (a stale ``livemax`` 1 hides every worker's 0).
+        # They are remembered instead and replayed by each forked worker.
+        self._master_pid: int | None = None
 
     # --- the telemetry Sink protocol ---------------------------------------------------
 
@@ -58,8 +48,8 @@ class PrometheusSink:
     def gauge(self, name: str, value: float, labels: dict[str, str]) -> None:
         """Set gauge ``name`` to ``value``."""
         self._gauges[(name, tuple(labels.items()))] = value
-        if _gunicorn_master_pid == os.getpid():
-            return  # replayed by each worker instead (see mark_gunicorn_master)
+        if self._master_pid == os.getpid():
+            return  # replayed by each worker instead (see __init__)
         self.backend().report("gauge", name, value, labels)
 
     def observe(self, name: str, value: float, labels: dict[str, str]) -> None:
@@ -99,13 +89,15 @@ class PrometheusSink:
             return self._backend
 
     def server_starting(self) -> None:
-        """The gunicorn master just exported the shared directory: build the backend again.
+        """This process is the gunicorn master and just exported the shared directory: build
+        the backend again.
 
         Counts the master itself reports from now on (e.g. from ``stevedores_child_exit``)
-        then land in the shared files; its gauges do not (see :func:`mark_gunicorn_master`).
+        then land in the shared files; its gauges do not (see ``__init__``).
         """
         with self._lock:
             self._backend = None
+            self._master_pid = os.getpid()
 
     def _build(self) -> MetricsBackend:
         from .backend import MetricsBackend
