@@ -3,7 +3,18 @@
 from __future__ import annotations
 
 import json
-from typing import Callable
+import os
+import signal
+import subprocess
+import urllib.request
+from pathlib import Path
+from typing import Callable, Iterator
+
+import pytest
+
+from stevedores.testing import free_port, wait_for_http
+
+from .conftest import STEVEDORES, clean_environ
 
 FOUR = {"health", "memory_guard", "redis_resilience", "security"}
 
@@ -76,20 +87,55 @@ def test_workers_shows_the_decision(run_cli: Callable) -> None:
     assert decision["final"] == 2 and decision["decided_by"] == "memory_guard"
 
 
-def test_serve_dev_runs_flasks_server_and_stops(tmp_path) -> None:  # noqa: ANN001
-    import signal
-    import subprocess
+@pytest.fixture
+def dev_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
+    """``stevedores serve --dev`` with nothing configured; stopped with SIGTERM in the finaliser, failing or not.
 
-    from stevedores.testing import free_port, wait_for_http
-
-    from .conftest import STEVEDORES, clean_environ
-
+    SIGTERM, not SIGINT: a shell starts background jobs with SIGINT ignored (``make test &``), and an
+    ignored SIGINT is inherited, so SIGINT would leave the server running.
+    """
     port = free_port()
     proc = subprocess.Popen([STEVEDORES, "serve", "--dev", "--port", str(port)], env=clean_environ(tmp_path),
-                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                            cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            start_new_session=True)
     try:
-        wait_for_http(f"http://127.0.0.1:{port}/health/live", 30, proc)
+        yield proc, port
     finally:
-        proc.send_signal(signal.SIGINT)
-        output = proc.communicate(timeout=30)[0]
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(5)
+
+
+@pytest.mark.timeout(90)
+def test_serve_dev_listens_on_loopback_reports_healthy_and_stops_on_sigterm(dev_server: tuple) -> None:
+    proc, port = dev_server
+    url = f"http://127.0.0.1:{port}"
+    wait_for_http(url + "/health/live", 30, proc)
+    with urllib.request.urlopen(url + "/health", timeout=10) as response:
+        application = json.load(response)["checks"]["application"]
+    assert application["status"] == "healthy", application  # nothing configured is not a warning
+    assert "SECRET_KEY is ephemeral" in " ".join(application["info"])
+    with urllib.request.urlopen(url + "/metrics", timeout=10) as response:  # development: loopback may scrape
+        assert response.status == 200 and b"stevedores_plugin_status" in response.read()
+    proc.send_signal(signal.SIGTERM)
+    output = proc.communicate(timeout=30)[0]
+    assert proc.returncode == 0, output
     assert f"127.0.0.1:{port}" in output
+    assert output.count("SECRET_KEY is not set") == 1, output  # the warning once, not once per load
+
+
+def test_gunicorn_binds_loopback_in_development_and_every_interface_elsewhere() -> None:
+    from stevedores.runtime import Runtime
+    from stevedores.server import GunicornPlan
+
+    def bind(**env: str) -> str:
+        runtime = Runtime.load({"PORT": "8123", "LOG_FILE": "none", **env}, load_entry_points=False)
+        return GunicornPlan(runtime, runtime.worker_decision()).bind
+
+    assert bind() == "127.0.0.1:8123"
+    assert bind(FLASK_ENV="production", SECRET_KEY="k" * 40) == "0.0.0.0:8123"
+    assert bind(FLASK_CONFIG="render", SECRET_KEY="k" * 40) == "0.0.0.0:8123"

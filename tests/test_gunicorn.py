@@ -24,9 +24,14 @@ def _root_server(env: dict[str, str], workdir: Path) -> GunicornServer:
 
 def test_repo_gunicorn_starts_logs_the_worker_block_and_stops_on_sigterm(
         tmp_path: Path, stevedores_environ: dict[str, str]) -> None:
-    server = _root_server({**stevedores_environ, "MEMORY_LIMIT_MB": "512", "WEB_WORKERS": "4"}, tmp_path).start()
+    # The development profile with nothing but the test's settings: no SECRET_KEY, loopback only.
+    env = {k: v for k, v in stevedores_environ.items() if k != "SECRET_KEY"}
+    server = _root_server({**env, "FLASK_ENV": "development", "MEMORY_LIMIT_MB": "512", "WEB_WORKERS": "4"},
+                          tmp_path).start()
     try:
         assert urllib.request.urlopen(server.url + "/", timeout=5).status == 200
+        with urllib.request.urlopen(server.url + "/static/stevedores.css", timeout=5) as response:
+            css_bytes = len(response.read())
         deadline = time.monotonic() + 10
         while len(re.findall(r"Booting worker with pid", server.log())) < 4 and time.monotonic() < deadline:
             time.sleep(0.1)
@@ -35,12 +40,20 @@ def test_repo_gunicorn_starts_logs_the_worker_block_and_stops_on_sigterm(
         assert "Max Workers by Memory: 8" in log
         assert "Final Workers: 4" in log
         assert len(re.findall(r"Booting worker with pid", log)) == 4
+        assert f"Listening at: http://127.0.0.1:{server.port}" in log
     finally:
         started = time.monotonic()
         code = server.stop(signal.SIGTERM)
     assert code == 0, server.log()
     assert time.monotonic() - started < 10
-    assert "Shutting down: Master" in server.log()
+    log = server.log()
+    assert "Shutting down: Master" in log
+    # One format for gunicorn's lines and the app's; each warning once; static files' real size.
+    one_line = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ (DEBUG|INFO|WARNING|ERROR|CRITICAL) \[\d+\] [\w.]+: ")
+    assert [line for line in log.splitlines() if not one_line.match(line)] == []
+    assert log.count("SECRET_KEY is not set") == 1, log
+    static = r'gunicorn\.access: 127\.0\.0\.1 .*"GET /static/stevedores\.css HTTP/1\.1" 200 (\d+) '
+    assert re.search(static, log) and int(re.search(static, log).group(1)) == css_bytes > 0, log
 
 
 def test_memory_decides_when_it_is_the_tighter_limit(stevedores_gunicorn_server: Callable) -> None:

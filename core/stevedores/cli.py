@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from typing import Any
 
@@ -45,7 +46,8 @@ def cli() -> None:
 @cli.command()
 @click.option("--dev", is_flag=True, help="Flask's development server instead of gunicorn.")
 @click.option("--port", type=int, default=None, help="Port (default: PORT, else 8000).")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Host for --dev (gunicorn binds 0.0.0.0).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Host for --dev (gunicorn binds 127.0.0.1 in development, else 0.0.0.0).")
 def serve(dev: bool, port: int | None, host: str) -> None:
     """Start the dashboard: gunicorn with the bundled configuration, or --dev."""
     if port is not None:
@@ -56,7 +58,11 @@ def serve(dev: bool, port: int | None, host: str) -> None:
         os.execv(sys.executable, args)
     app = _app()
     runtime: Runtime = app.extensions["stevedores"]
+    runtime.config.warn_if_secret_key_ephemeral()
     runtime.worker_started(app, None)
+    # SIGTERM (what process managers and the tests send) stops as cleanly as Ctrl-C: shells start
+    # background jobs with SIGINT ignored, so SIGINT alone cannot be relied on to stop a server.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(0))
     try:
         app.run(host=host, port=runtime.config["PORT"], debug=False, use_reloader=False, threaded=True)
     finally:

@@ -1,19 +1,20 @@
 """Gunicorn configuration for the dashboard (``gunicorn -c python:stevedores.gunicorn_conf``;
 the repository's gunicorn.conf.py is this module).
 
-Binds 0.0.0.0:$PORT; the worker count comes from the worker-sizing hooks (see
-``stevedores workers``); server hooks are forwarded to the plugins.
+Binds 0.0.0.0:$PORT (127.0.0.1:$PORT in the development profile); the worker count comes
+from the worker-sizing hooks (see ``stevedores workers``); server hooks are forwarded to the plugins.
 """
 
 import os
 
+from stevedores.logs import ACCESS_LOG_FORMAT, gunicorn_logconfig
 from stevedores.server import GunicornPlan, hide_server_header
 
 hide_server_header()  # no "Server: gunicorn" product name on any response
 _plan = plan = GunicornPlan.load()  # stevedores.wsgi builds the app on plan.runtime
 _config = _plan.config
 
-bind = f"0.0.0.0:{_config['PORT']}"
+bind = _plan.bind
 workers = _plan.decision.final
 worker_class = "gthread"
 threads = 4
@@ -26,6 +27,11 @@ preload_app = _config["PRELOAD_APP"]
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 accesslog = "-"
 errorlog = "-"
+logconfig_dict = gunicorn_logconfig(_config)  # gunicorn's lines in the app's one-line format
+access_log_format = ACCESS_LOG_FORMAT
+# gunicorn's sendfile() path never adds to the response's byte count, so every static file was
+# logged as 0 bytes; our static files are a few KB, where zero-copy saves nothing measurable.
+sendfile = False
 loglevel = _config["LOG_LEVEL"].lower()
 proc_name = "stevedores"
 # Gunicorn 25.1+ opens a control socket in $HOME shared by every instance on the host: not wanted.

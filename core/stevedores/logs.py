@@ -16,6 +16,10 @@ if TYPE_CHECKING:
 
 LOGGER_NAME = "stevedores"
 FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+DATE_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+#: Gunicorn's access line without its own timestamp (the line's prefix has one): Apache's combined
+#: log format otherwise, plus the request time in microseconds (gunicorn's ``%(D)s``).
+ACCESS_LOG_FORMAT = '%(h)s %(l)s %(u)s "%(r)s" %(s)s %(b)s "%(f)s" "%(a)s" %(D)sus'
 
 
 class OneLineFormatter(logging.Formatter):
@@ -43,7 +47,7 @@ def configure_logging(config: Config) -> None:
         logger.removeHandler(handler)
         handler.close()
     logger.setLevel(config["LOG_LEVEL"])
-    formatter = OneLineFormatter(FORMAT, "%Y-%m-%dT%H:%M:%SZ", config.secret_values())
+    formatter = OneLineFormatter(FORMAT, DATE_FORMAT, config.secret_values())
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     log_file = config["LOG_FILE"]
     if log_file and log_file.lower() != "none":
@@ -60,3 +64,35 @@ def _file_handler(path: str, max_bytes: int, backups: int) -> logging.Handler:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     return ConcurrentRotatingFileHandler(os.path.abspath(path), maxBytes=max_bytes, backupCount=backups,
                                          use_gzip=False)
+
+
+class ToStevedoresHandlers(logging.Handler):
+    """Hands each record to the ``stevedores`` logger's handlers (stderr and the log file, with their
+    one-line format), so another library's logger writes the same lines to the same places."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Pass ``record`` to every handler of the ``stevedores`` logger whose level admits it."""
+        for handler in logging.getLogger(LOGGER_NAME).handlers:
+            if record.levelno >= handler.level:
+                handler.handle(record)
+
+
+def gunicorn_logconfig(config: Config) -> dict:
+    """Gunicorn's ``logconfig_dict``: its error and access lines in the app's format and destinations.
+
+    ``configure_logging(config)`` must have run in the master first (the handlers are the ones it
+    made). Gunicorn merges this over its defaults (a shallow update); the root logger keeps no handler
+    of its own, as without this configuration.
+    """
+    forward = {"()": f"{__name__}.ToStevedoresHandlers"}
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "root": {"level": "WARNING", "handlers": []},
+        "handlers": {"stevedores": forward},
+        "formatters": {},
+        "loggers": {
+            "gunicorn.error": {"level": config["LOG_LEVEL"], "handlers": ["stevedores"], "propagate": False},
+            "gunicorn.access": {"level": "INFO", "handlers": ["stevedores"], "propagate": False},
+        },
+    }

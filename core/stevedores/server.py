@@ -49,6 +49,7 @@ class GunicornPlan:
             print(f"stevedores: cannot start: {exc}", file=sys.stderr)
             raise SystemExit(2) from None
         configure_logging(runtime.config)
+        runtime.config.warn_if_secret_key_ephemeral()
         decision = runtime.worker_decision()
         log.info("Worker configuration:")
         for line in decision.lines():
@@ -57,6 +58,13 @@ class GunicornPlan:
         # before on_starting, and plugins must prepare the environment before that.
         runtime.plugins.call("stevedores_server_starting", config=runtime.config, telemetry=runtime.telemetry)
         return cls(runtime, decision)
+
+    @property
+    def bind(self) -> str:
+        """``host:port`` to listen on: loopback in the development profile (a laptop's dashboard, its
+        /status and /metrics stay off the network), every interface otherwise (containers, PaaS)."""
+        host = "127.0.0.1" if self.config.profile == "development" else "0.0.0.0"
+        return f"{host}:{self.config['PORT']}"
 
     # gunicorn server hooks (names as in gunicorn's settings) ---------------------------
 

@@ -210,6 +210,13 @@ class Config(Mapping[str, Any]):
         return [str(self._values[n]) for n, s in self.settings.items() if s.secret and self._values.get(n)
                 and len(str(self._values[n])) >= 4]
 
+    def warn_if_secret_key_ephemeral(self) -> None:
+        """Log, once, that sessions will not survive a restart (call where a server starts: the one
+        place the key is used; commands that only read settings never mention it)."""
+        if self.sources.get("SECRET_KEY") == "generated":
+            log.warning("SECRET_KEY is not set: using an ephemeral key (sessions end on restart); "
+                        "set SECRET_KEY in production")
+
     def display(self, name: str) -> str:
         """The value as it may be shown to a person: secrets redacted."""
         value = self._values.get(name)
@@ -262,7 +269,8 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Seconds a request waits for a free connection of its worker's pool."),
     Setting("OPS_TOKEN", Str(), None,
             "Operators' bearer token for operator-only routes (Authorization: Bearer ...).", secret=True),
-    Setting("PORT", Int(min=1, max=65535), 8000, "Port gunicorn binds on 0.0.0.0 (Render and Heroku set it)."),
+    Setting("PORT", Int(min=1, max=65535), 8000,
+            "Port gunicorn binds (on 0.0.0.0; on 127.0.0.1 in the development profile). Render and Heroku set it."),
     Setting("WEB_WORKERS", Int(min=1, max=64), None, "Requested gunicorn workers (capped by the sizing plugins)."),
     Setting("WEB_CONCURRENCY", Int(min=1, max=64), None, "Requested workers when WEB_WORKERS is unset."),
     Setting("TRUSTED_PROXIES", Int(min=0, max=5), 0,
@@ -329,6 +337,4 @@ def _check_secret_key(values: dict[str, Any], sources: dict[str, str]) -> list[P
                                           "'import secrets; print(secrets.token_hex(32))')")]
     elif not key:
         values["SECRET_KEY"], sources["SECRET_KEY"] = secrets.token_hex(32), "generated"
-        log.warning("SECRET_KEY is not set: using an ephemeral key (sessions end on restart); "
-                    "set SECRET_KEY in production")
     return []

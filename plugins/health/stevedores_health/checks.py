@@ -73,14 +73,16 @@ def application_check(app: Flask, runtime: Runtime) -> HealthCheck:
             problems.append("SECRET_KEY is too short for production")
         if not key:
             problems.append("SECRET_KEY is not set")
-        elif ephemeral:
-            warnings.append("SECRET_KEY is ephemeral (sessions end on restart)")
+        info: list[str] = []
+        if ephemeral:  # only outside production (the production profile refuses to start without a key)
+            info.append("SECRET_KEY is ephemeral, generated at start-up (sessions end on restart); "
+                        "set SECRET_KEY to keep them")
         if failed:
             warnings.append(f"{len(failed)} plugin(s) failed to load: {', '.join(failed)}")
         status = "error" if problems else "warning" if warnings else "healthy"
         return {"status": status, "profile": config.profile, "debug": bool(app.debug),
                 "secret_key_configured": bool(key) and not ephemeral, "plugins_active": len(runtime.plugins.active()),
-                "plugins_failed": failed, "problems": problems + warnings}
+                "plugins_failed": failed, "problems": problems + warnings, "info": info}
 
     return HealthCheck("application", application, critical=False, timeout=1.0,
                        description="Configuration sanity: debug off in production, secret key, plugins loaded.")

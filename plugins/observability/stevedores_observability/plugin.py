@@ -60,7 +60,8 @@ def stevedores_startup(app: Flask, config: Config) -> None:
     runtime = app.extensions["stevedores"]
     sentry = init_sentry(config)  # first: if it raises, the plugin fails before adding anything
     sink = sink_for(runtime.telemetry)
-    register_metrics_route(app, sink, runtime.plugins, config["METRICS_ALLOW"], bool(config["OPS_TOKEN"]))
+    register_metrics_route(app, sink, runtime.plugins, config["METRICS_ALLOW"], bool(config["OPS_TOKEN"]),
+                           development=config.profile == "development")
     app.extensions[EXTENSION] = {"sink": sink, "sentry": sentry}
 
 

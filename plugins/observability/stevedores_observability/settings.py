@@ -29,7 +29,8 @@ def _reason(exc: ValueError) -> str:
 SETTINGS = [
     Setting("METRICS_ALLOW", AddressList(), (),
             "Client addresses allowed to scrape /metrics without the operator token (IPs or CIDRs, "
-            "comma-separated). With neither this nor OPS_TOKEN set, /metrics answers 404."),
+            "comma-separated). Unset: loopback only in the development profile; elsewhere, with OPS_TOKEN "
+            "unset too, /metrics answers 404."),
     Setting("METRICS_MULTIPROC_DIR", Str(), None,
             "Directory where gunicorn workers share their metrics files (its *.db files are deleted at "
             "start-up). Default: a fresh directory per server under /dev/shm (or the temp dir)."),

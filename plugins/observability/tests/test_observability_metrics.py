@@ -156,7 +156,18 @@ def test_plugin_status_shows_every_plugin_and_its_state(make_app: Callable[..., 
 
 def test_metrics_is_not_published_when_nobody_may_scrape(make_stevedores_app: Callable[..., Any]) -> None:
     app = make_stevedores_app(plugins=["observability"])
-    assert app.test_client().get("/metrics").status_code == 404
+    refused = app.test_client().get("/metrics")
+    assert refused.status_code == 404
+    assert "OPS_TOKEN" in refused.json["hint"] and "METRICS_ALLOW" in refused.json["hint"]  # what would open it
+
+
+def test_development_lets_loopback_scrape_when_nothing_is_configured(make_stevedores_app: Callable[..., Any]) -> None:
+    app = make_stevedores_app(plugins=["observability"], env={"FLASK_ENV": "development"})
+    client = app.test_client()
+    assert client.get("/metrics").status_code == 200  # the test client is 127.0.0.1
+    assert client.get("/metrics", environ_base={"REMOTE_ADDR": "::1"}).status_code == 200
+    refused = client.get("/metrics", environ_base={"REMOTE_ADDR": "10.1.2.3"})
+    assert refused.status_code == 403 and "METRICS_ALLOW" in refused.json["hint"]
 
 
 def test_operator_token_is_required_unless_the_address_is_allowed(make_app: Callable[..., Flask]) -> None:
