@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -32,6 +31,8 @@ from importlib import metadata
 from pathlib import Path
 
 import psutil
+
+from stevedores.testing import stop_process
 
 MB = 1024 * 1024
 PATHS = ("/", "/health", "/health/live", "/health/quick")
@@ -96,12 +97,7 @@ def measure(label: str, workers: int, requests: int, extra_env: dict[str, str], 
             rows.append({"role": role, "pid": p.pid, "uss": full.uss, "pss": full.pss, "rss": full.rss})
         return {"label": label, "rows": rows, "statuses": statuses}
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
+        stop_process(proc, timeout=30)
 
 
 def report(result: dict, target_uss_mb: float) -> tuple[float, float]:

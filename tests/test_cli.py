@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import urllib.request
@@ -12,7 +11,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from stevedores.testing import free_port, wait_for_http
+from stevedores.testing import free_port, stop_process, wait_for_http
 
 from .conftest import STEVEDORES, clean_environ
 
@@ -101,13 +100,7 @@ def dev_server(tmp_path: Path) -> Iterator[tuple[subprocess.Popen, int]]:
     try:
         yield proc, port
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(5)
+        stop_process(proc, timeout=30)
 
 
 @pytest.mark.timeout(90)

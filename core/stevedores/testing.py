@@ -245,6 +245,20 @@ def stevedores_redis_server(tmp_path: Path) -> Iterator[Callable[[], RedisServer
         server.stop()
 
 
+def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int | None:
+    """Stop a server started with ``start_new_session=True``: ``sig`` (SIGTERM, not SIGINT: shells start
+    background jobs with SIGINT ignored, and children inherit that), wait up to ``timeout`` seconds, then
+    SIGKILL its whole process group. Returns the exit code (negative: killed by that signal)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(sig)
+    try:
+        return proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait(5)
+
+
 class GunicornServer:
     """The dashboard under real gunicorn (``stevedores.gunicorn_conf``) on a free port."""
 
@@ -281,14 +295,7 @@ class GunicornServer:
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int | None:
         """Send ``sig`` to the master and wait; SIGKILL the group if it does not exit."""
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-            return self.proc.wait(5)
+        return stop_process(self.proc, sig, timeout) if self.proc is not None else None
 
 
 @pytest.fixture
