@@ -178,6 +178,7 @@ DRILLS: dict[str, Callable[[Stack, Load, float], DrillResult]] = {
 #: Extra settings some drills need (the memory drill needs a small limit and a quick monitor).
 DRILL_ENV: dict[str, dict[str, str]] = {
     "memory_pressure": {"MEMORY_LIMIT_MB": "300", "WORKER_MEMORY_MB": "64", "MEMORY_CHECK_INTERVAL": "0.3"},
+    "sigterm": {"SHUTDOWN_DRAIN_SECONDS": "1"},  # requests sent during the drain are served too
 }
 
 

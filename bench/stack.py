@@ -38,6 +38,8 @@ def base_env(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]
         "REDIS_URL": redis_url, "LOG_FILE": str(workdir / "logs" / "app.log"),
         # Load comes from one address: the per-client limits would refuse almost everything.
         "RATE_LIMITS": "10000000 per minute", "TRUSTED_PROXIES": "1",
+        # Servers stop at once; a drill that is about draining sets its own (see DRILL_ENV).
+        "SHUTDOWN_DRAIN_SECONDS": "0",
     }
 
 

@@ -7,7 +7,9 @@ from typing import Callable, Iterator
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
+from stevedores import unbounded_statements
 from stevedores.database import normalize_url
 from stevedores.testing import temporary_postgres_database
 
@@ -60,3 +62,27 @@ def test_a_forked_child_gets_a_fresh_pool(make_stevedores_app: Callable, postgre
     assert status == 0 and child_backend not in (0, parent_pid)
     with runtime.engine.connect() as conn:  # the parent's pooled connection still works
         assert conn.execute(text("SELECT pg_backend_pid()")).scalar() == parent_pid
+
+
+def test_postgresql_waits_are_bounded_and_migrations_may_lift_them(make_stevedores_app: Callable,
+                                                                    postgres_url: str) -> None:
+    app = make_stevedores_app(plugins=[], env={"DATABASE_URL": postgres_url, "DATABASE_STATEMENT_TIMEOUT": "0.5",
+                                               "DATABASE_POOL_TIMEOUT": "0.3"})
+    engine = app.extensions["stevedores"].engine
+    assert engine.pool.timeout() == 0.3
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "500ms"
+        with pytest.raises(OperationalError, match="canceling statement due to statement timeout"):
+            conn.execute(text("SELECT pg_sleep(3)"))
+    with engine.begin() as conn, unbounded_statements(conn):
+        conn.execute(text("SELECT pg_sleep(1.6)"))  # beyond both the statement and the answer timeout
+    with engine.connect() as conn:
+        assert conn.execute(text("SHOW statement_timeout")).scalar() == "500ms"
+        assert conn.connection.dbapi_connection.answer_timeout == 1.5
+
+
+def test_sqlite_busy_timeout_is_the_statement_timeout(make_stevedores_app: Callable, tmp_path) -> None:  # noqa: ANN001
+    app = make_stevedores_app(plugins=[], env={"DATABASE_URL": f"sqlite:///{tmp_path}/db.sqlite3",
+                                               "DATABASE_STATEMENT_TIMEOUT": "2.5"})
+    with app.extensions["stevedores"].engine.connect() as conn:
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 2500

@@ -29,6 +29,7 @@ def test_requirements_install_and_the_guide_command_serves(tmp_path: Path) -> No
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STEVEDORES_", "PYTHONPATH", "VIRTUAL_ENV"))}
     env.update({"PATH": f"{venv / 'bin'}:{env.get('PATH', '')}", "FLASK_ENV": "production", "FLASK_CONFIG": "render",
                 "SECRET_KEY": "m" * 40, "PORT": str(port), "WEB_WORKERS": "1", "LOG_FILE": "none",
+                "SHUTDOWN_DRAIN_SECONDS": "0",  # tests/test_drain.py covers the drain
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'manual.sqlite3'}"})
     proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:application"], cwd=REPO, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)

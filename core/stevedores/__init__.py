@@ -9,6 +9,7 @@ import pluggy
 
 from .app import create_app
 from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+from .database import unbounded_statements
 from .drain import is_draining
 from .operator import is_operator, operator_only
 from .proxies import AddressList
@@ -23,4 +24,5 @@ __all__ = [
     "AddressList", "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
     "Runtime", "Setting", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
     "get_service", "hookimpl", "infrastructure", "is_draining", "is_infrastructure", "is_operator", "operator_only",
+    "unbounded_statements",
 ]

@@ -10,6 +10,8 @@ from flask.sessions import SecureCookieSessionInterface
 from .logs import configure_logging
 from .proxies import ForwardedHeaders
 from .runtime import Runtime
+from .unavailable import DashboardFlask
+from .unavailable import register as register_unavailable
 from .version import __version__
 
 
@@ -24,7 +26,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     runtime = runtime or Runtime.load(environ, load_entry_points=load_entry_points, extra_plugins=extra_plugins)
     config = runtime.config
     configure_logging(config)
-    app = Flask("stevedores")
+    app = DashboardFlask("stevedores")  # one retry of a read whose database connection dropped
     app.config.update(
         SECRET_KEY=config["SECRET_KEY"],
         STEVEDORES_PROFILE=config.profile,
@@ -36,6 +38,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     )
     app.session_interface = CachedSerializerSessions()
     app.extensions["stevedores"] = runtime
+    register_unavailable(app)
     runtime.attach(app)
     _compose_middleware(app, runtime)
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):

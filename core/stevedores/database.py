@@ -7,11 +7,14 @@ which would close the parent's sockets) and a fresh one is used.
 from __future__ import annotations
 
 import os
+import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Iterator
 
-from sqlalchemy import create_engine, event
-from sqlalchemy.engine import URL, Engine, make_url
+import psycopg
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 
 if TYPE_CHECKING:
     from .settings import Config
@@ -26,18 +29,127 @@ def normalize_url(raw: str) -> URL:
 
 
 def build_engine(config: Config) -> Engine:
-    """A new engine from DATABASE_URL with pre-ping and the per-worker pool size."""
+    """A new engine from DATABASE_URL: pre-ping, the per-worker pool, and every wait bounded.
+
+    Bounds (seconds, from the settings): DATABASE_CONNECT_TIMEOUT to connect,
+    DATABASE_POOL_TIMEOUT to get a pooled connection (else ``sqlalchemy.exc.TimeoutError``),
+    DATABASE_STATEMENT_TIMEOUT per statement (PostgreSQL cancels it; SQLite's busy timeout).
+    On PostgreSQL the client also stops waiting for an answer one second after the
+    statement timeout (see :class:`BoundedConnection`), and TCP keepalives plus
+    ``tcp_user_timeout`` let the kernel drop a connection whose peer vanished.
+    """
     url = normalize_url(config["DATABASE_URL"])
+    statement_timeout = config["DATABASE_STATEMENT_TIMEOUT"]
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=True, connect_args={"timeout": 15})
+        engine = create_engine(url, pool_pre_ping=True, pool_timeout=config["DATABASE_POOL_TIMEOUT"],
+                               connect_args={"timeout": statement_timeout})
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(
+    answer_timeout = statement_timeout + ANSWER_GRACE_SECONDS
+    engine = create_engine(
         url, pool_pre_ping=True, pool_size=config["DB_POOL_SIZE"], max_overflow=config["DB_MAX_OVERFLOW"],
-        pool_recycle=1800, pool_timeout=10, connect_args={"connect_timeout": 5},
+        pool_recycle=1800, pool_timeout=config["DATABASE_POOL_TIMEOUT"],
+        connect_args={
+            "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
+            "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
+            # A peer that vanished without a reset (a frozen network): the kernel gives up on an idle
+            # pooled connection after 10 + 3 x 5 s of unanswered keepalives, and on unacknowledged
+            # data after the answer timeout, instead of TCP's ~15 minutes of retransmissions.
+            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+            "tcp_user_timeout": round(answer_timeout * 1000),
+        },
     )
+    if url.get_driver_name() == "psycopg":
+        event.listen(engine, "do_connect", _bounded_connect(answer_timeout))
+        engine.dialect.do_ping = _bounded_ping(engine.dialect.do_ping,  # type: ignore[method-assign]
+                                               float(config["DATABASE_CONNECT_TIMEOUT"]))
+    return engine
+
+
+#: Seconds the client waits for an answer beyond the statement timeout before it drops the connection.
+ANSWER_GRACE_SECONDS = 1.0
+
+
+class NoAnswer(psycopg.OperationalError):
+    """The database did not answer within the answer timeout; the connection was closed."""
+
+
+class BoundedConnection(psycopg.Connection):
+    """A psycopg connection that stops waiting for the server after ``answer_timeout`` seconds.
+
+    The server's statement_timeout cannot help when the network between us freezes
+    (no reset, packets dropped or a proxy that stops forwarding): the cancel never
+    arrives, the answer never comes, and psycopg waits forever (the issue measured
+    requests hanging for a whole 90 s freeze). psycopg's own ``Connection.wait`` takes a
+    ``timeout``; every query, fetch, commit and SQLAlchemy's pre-ping goes through it.
+    On expiry the connection is closed (its protocol state is unknown) and
+    :class:`NoAnswer` raised, which SQLAlchemy sees as a disconnect.
+    """
+
+    answer_timeout: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:  # noqa: D102
+        limit = self.answer_timeout if timeout is None else timeout
+        started = time.monotonic()
+        try:
+            return super().wait(gen, interval=interval, timeout=limit)
+        except psycopg.OperationalError as exc:
+            if limit is None or self.closed or time.monotonic() - started < limit:
+                raise
+            self.pgconn.finish()
+            raise NoAnswer(f"no answer from the database within {limit:g} s: connection closed") from exc
+
+
+def _bounded_connect(answer_timeout: float) -> Any:
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        connection = BoundedConnection.connect(*cargs, **cparams)
+        connection.answer_timeout = answer_timeout
+        return connection
+
+    return connect
+
+
+def _bounded_ping(ping: Any, timeout: float) -> Any:
+    """SQLAlchemy's pre-ping with the connect timeout as its answer timeout: a ping is trivial, so a
+    frozen network is given up on as fast as a new connection would be (then one is opened)."""
+
+    def bounded_ping(dbapi_connection: Any) -> bool:
+        saved = getattr(dbapi_connection, "answer_timeout", None)
+        if saved is None:
+            return ping(dbapi_connection)
+        dbapi_connection.answer_timeout = min(saved, timeout)
+        try:
+            return ping(dbapi_connection)
+        finally:
+            dbapi_connection.answer_timeout = saved
+
+    return bounded_ping
+
+
+@contextmanager
+def unbounded_statements(connection: Connection) -> Iterator[Connection]:
+    """Lift the statement and answer timeouts for the current transaction of ``connection``.
+
+    For work that may legitimately run long: migrations, waiting for another
+    instance's advisory lock, bulk loads. The server's ``statement_timeout`` is set to 0
+    with ``SET LOCAL`` (ends with the transaction); the client's answer timeout is
+    restored on exit. SQLite: nothing to lift.
+    """
+    if connection.dialect.name != "postgresql":
+        yield connection
+        return
+    connection.execute(text("SET LOCAL statement_timeout = 0"))
+    dbapi = connection.connection.dbapi_connection
+    saved = getattr(dbapi, "answer_timeout", None)
+    if saved is not None:
+        dbapi.answer_timeout = None
+    try:
+        yield connection
+    finally:
+        if saved is not None:
+            dbapi.answer_timeout = saved
 
 
 def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 - DB-API objects

@@ -124,6 +124,7 @@ def stevedores_environ(tmp_path: Path) -> dict[str, str]:
         "LOG_FILE": str(tmp_path / "logs" / "stevedores_dashboard.log"),
         "SECRET_KEY": "test-secret-key-" + "x" * 32,
         "WEB_WORKERS": "2",  # light servers on small CI machines; tests that size workers set their own
+        "SHUTDOWN_DRAIN_SECONDS": "0",  # stop at once, even in the production profile; drain tests set their own
         # A plugin that breaks must fail the test, not quietly drop out of the app; tests of
         # failure isolation set it to "0".
         "STEVEDORES_STRICT_PLUGINS": "1",

@@ -21,6 +21,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
 
+from stevedores import unbounded_statements
+
 log = logging.getLogger("stevedores.operations")
 
 VERSION_TABLE = "alembic_version_operations"
@@ -49,7 +51,7 @@ def current_revision(engine: Engine) -> str | None:
 
 def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
     """Upgrade the schema to ``revision`` under a lock; returns (revision before, revision after)."""
-    with _migration_lock(engine), engine.begin() as conn:
+    with _migration_lock(engine), engine.begin() as conn, unbounded_statements(conn):
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ADVISORY_LOCK_KEY})
         before = MigrationContext.configure(conn, opts={"version_table": VERSION_TABLE}).get_current_revision()
