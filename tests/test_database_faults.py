@@ -118,7 +118,8 @@ def test_a_frozen_database_network_gives_503_within_the_bounds_and_liveness_stay
     proxy.freeze()
     try:
         with ThreadPoolExecutor(8) as pool:
-            reads = [pool.submit(_get, api) for _ in range(3)]
+            # Fewer stuck requests than one worker's 4 threads: liveness must then never wait on the database.
+            reads = [pool.submit(_get, api) for _ in range(2)]
             page = pool.submit(_get, server.url + "/")
             time.sleep(0.3)
             live = [_get(server.url + "/health/live") for _ in range(3)]
@@ -128,7 +129,7 @@ def test_a_frozen_database_network_gives_503_within_the_bounds_and_liveness_stay
     finally:
         proxy.thaw()
     # Bounds: pool 1 s + pre-ping 2 s + connect 2 s, well inside the ~10 s asked for.
-    assert [(status, retry) for status, _, _, retry in answers] == [(503, "5")] * 3, answers
+    assert [(status, retry) for status, _, _, retry in answers] == [(503, "5")] * 2, answers
     assert all(seconds < 10 for _, seconds, _, _ in answers), answers
     assert all(ctype.startswith("application/json") for _, _, ctype, _ in answers), answers
     assert page_answer[0] == 503 and page_answer[2].startswith("text/html") and page_answer[1] < 10, page_answer
