@@ -25,7 +25,9 @@ ROLES = ("clerk", "manager")
 #: What each role may do.
 PERMISSIONS = {"clerk": {"tally"}, "manager": {"tally", "manage"}}
 MIN_PASSWORD_LENGTH = 10
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{1,63}$")
+#: Longest password accepted (NIST SP 800-63B asks for at least 64; argon2 takes any length).
+MAX_PASSWORD_LENGTH = 1024
+_USERNAME = re.compile(r"\A[a-z0-9][a-z0-9._-]{1,63}\Z")
 _hasher = PasswordHasher()
 
 
@@ -33,6 +35,15 @@ _hasher = PasswordHasher()
 def _dummy_hash() -> str:
     """Verified against when the username is unknown, so both failures take the same time."""
     return _hasher.hash(secrets.token_hex(16))
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` is valid UTF-8 material (no lone surrogates)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class AccountError(ValueError):
@@ -63,9 +74,18 @@ def create_user(engine: Engine, username: str, password: str, role: str) -> int:
 
 
 def authenticate(engine: Engine, username: str, password: str) -> Clerk | None:
-    """The account if the password matches an active user, else None (constant work either way)."""
-    with engine.connect() as conn:
-        row = conn.execute(select(users).where(users.c.username == username.strip().lower())).mappings().first()
+    """The account if the password matches an active user, else None (constant work either way).
+
+    A username that no account can have (NUL, a lone surrogate, 5000 characters) is not looked up
+    but refused like any unknown name, after the same hashing work.
+    """
+    username = username.strip().lower()
+    row = None
+    if _USERNAME.match(username):
+        with engine.connect() as conn:
+            row = conn.execute(select(users).where(users.c.username == username)).mappings().first()
+    if len(password) > MAX_PASSWORD_LENGTH or not _encodable(password):
+        password, row = "", None
     try:
         _hasher.verify(row["password_hash"] if row else _dummy_hash(), password)
     except (VerificationError, InvalidHashError):

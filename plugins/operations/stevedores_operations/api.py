@@ -78,11 +78,11 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         call = create_vessel_call(state().engine, _json_body())
         return jsonify(call), 201, {"Location": f"/api/vessel-calls/{call['id']}"}
 
-    @api.get("/vessel-calls/<int:call_id>")
+    @api.get("/vessel-calls/<record_id:call_id>")
     def vessel_call_show(call_id: int) -> Any:
         return jsonify(read_vessel_call(state().engine, call_id))
 
-    @api.patch("/vessel-calls/<int:call_id>")
+    @api.patch("/vessel-calls/<record_id:call_id>")
     def vessel_call_update(call_id: int) -> Any:
         user = _writer("manage")
         if not isinstance(user, Clerk):
@@ -90,7 +90,7 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         call = update_vessel_call(state().engine, call_id, _json_body())
         return jsonify(call)
 
-    @api.get("/vessel-calls/<int:call_id>/tallies")
+    @api.get("/vessel-calls/<record_id:call_id>/tallies")
     def tallies_index(call_id: int) -> Any:
         return jsonify(tallies=list_tallies(state().engine, call_id))
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime, time, timedelta, timezone
 from typing import Any, Mapping, Sequence
 
+from .validation import MAX_ID, MAX_INTEGER_DIGITS, moment_problem, text_problem
+
 STATUSES = ("expected", "arrived", "berthed", "operations_active", "operations_complete", "departed")
 #: Statuses in which a vessel occupies its berth.
 AT_BERTH = ("berthed", "operations_active", "operations_complete")
@@ -133,7 +135,9 @@ def parse_iso(text: str) -> datetime:
 def iso(value: datetime | None) -> str | None:
     """ISO 8601 in UTC with a Z, or None."""
     value = as_utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ") if value else None
+    # isoformat pads the year to four digits (strftime's %Y gives "99" for year 99 on glibc, which
+    # fromisoformat then refuses).
+    return value.replace(microsecond=0, tzinfo=None).isoformat() + "Z" if value else None
 
 
 class ShiftStarts:
@@ -199,6 +203,10 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(field, "must be non-empty text")
             return None
+        problem = text_problem(value)
+        if problem is not None:
+            self.fail(field, problem)
+            return None
         if len(value.strip()) > max_len:
             self.fail(field, f"must be at most {max_len} characters")
             return None
@@ -220,7 +228,7 @@ class _Reader:
                     self.fail(field, "is required")
                 return None
             value = self.data[name]
-        if isinstance(value, str) and re.fullmatch(r"\s*-?\d+\s*", value):
+        if isinstance(value, str) and re.fullmatch(rf"\s*-?\d{{1,{MAX_INTEGER_DIGITS}}}\s*", value):
             value = int(value)
         if isinstance(value, bool) or not isinstance(value, int):
             self.fail(field, "must be a whole number")
@@ -240,10 +248,18 @@ class _Reader:
             return None
         value = self.data[name]
         try:
-            return parse_iso(str(value))
-        except ValueError:
+            moment = (as_utc(value) if isinstance(value, datetime)
+                      else parse_iso(value) if isinstance(value, str) and len(value) <= 64 else None)
+        except (ValueError, OverflowError):  # OverflowError: year 1 with a positive offset is before year 1 UTC
+            moment = None
+        if moment is None:
             self.fail(name, "must be an ISO 8601 date and time, e.g. 2026-05-01T06:00:00Z")
             return None
+        problem = moment_problem(moment)
+        if problem is not None:
+            self.fail(name, problem)
+            return None
+        return moment
 
     def done(self) -> None:
         if self.errors:
@@ -353,7 +369,7 @@ def parse_tally(data: Mapping[str, Any], now: datetime, vessel_call_id: int | No
     """Validate a tally payload (the vessel call id may come from the URL instead)."""
     reader = _Reader(data)
     if vessel_call_id is None:
-        vessel_call_id = reader.integer("vessel_call_id", 1, 2**31 - 1)
+        vessel_call_id = reader.integer("vessel_call_id", 1, MAX_ID)
     direction = reader.choice("direction", tuple(TALLY_DIRECTIONS))
     category = reader.choice("category", CATEGORIES, required=False)
     units = reader.integer("units", 1, MAX_UNITS_PER_TALLY)

@@ -25,16 +25,20 @@ from .domain import (
     parse_iso,
     timestamp_column,
 )
+from .redirects import safe_next
 from .store import post_tally, update_vessel_call
+from .validation import displayable
 
 STATUS_WORDS = {s: s.replace("_", " ") for s in STATUSES}
 
 
 def _hhmm(value: str | None) -> str:
-    """``2026-05-01T06:30:00Z`` -> ``01 May 06:30`` (UTC), or an em dash."""
-    if not value:
-        return "—"
-    return f"{parse_iso(value):%d %b %H:%M}"
+    """``2026-05-01T06:30:00Z`` -> ``01 May 06:30`` (UTC), or an em dash (none, unreadable or out of range)."""
+    try:
+        moment = displayable(parse_iso(value), "a date on a page") if value else None
+    except (ValueError, OverflowError):
+        moment = None
+    return f"{moment:%d %b %H:%M}" if moment else "—"
 
 
 def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blueprint:
@@ -72,11 +76,11 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
         response.headers["Cache-Control"] = "no-store"
         return response
 
-    @pages.get("/vessels/<int:call_id>")
+    @pages.get("/vessels/<record_id:call_id>")
     def vessel(call_id: int) -> Any:
         return _vessel_page(call_id)
 
-    @pages.post("/vessels/<int:call_id>/tallies")
+    @pages.post("/vessels/<record_id:call_id>/tallies")
     def vessel_tally(call_id: int) -> Any:
         require_csrf()
         user = session_user()
@@ -95,7 +99,7 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
               + ("" if created else " (already recorded: counted once)"))
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
 
-    @pages.post("/vessels/<int:call_id>/status")
+    @pages.post("/vessels/<record_id:call_id>/status")
     def vessel_status(call_id: int) -> Any:
         require_csrf()
         user = session_user()
@@ -114,16 +118,16 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
     @login_limit
     def login() -> Any:
         if request.method == "GET":
-            return render_template("operations/login.html", next=_safe_next(request.args.get("next")))
+            return render_template("operations/login.html", next=safe_next(request.args.get("next")))
         require_csrf()
         user = authenticate(state().engine, request.form.get("username", ""), request.form.get("password", ""))
         if user is None:
             return render_template("operations/login.html", error="Unknown username or wrong password.",
-                                   next=_safe_next(request.form.get("next"))), 401
+                                   next=safe_next(request.form.get("next"))), 401
         session.clear()
         session["uid"] = user.id
         csrf_token()
-        return redirect(_safe_next(request.form.get("next")), code=303)
+        return redirect(safe_next(request.form.get("next")), code=303)
 
     @pages.post("/logout")
     def logout() -> Any:
@@ -132,11 +136,6 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
         return redirect(url_for("operations.dashboard"), code=303)
 
     return pages
-
-
-def _safe_next(target: str | None) -> str:
-    """Only site-relative paths (no open redirect)."""
-    return target if target and target.startswith("/") and not target.startswith("//") else "/"
 
 
 def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, status: int = 200,

@@ -17,6 +17,7 @@ from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
 from .migrate import current_revision, head_revision, upgrade
 from .summary import SummaryCache
 from .tables import tallies, vessel_calls
+from .validation import register_converters
 
 log = logging.getLogger("stevedores.operations")
 
@@ -83,6 +84,7 @@ def stevedores_startup(app: Flask, config: Any) -> None:
     login_limit = _limit(app, config["OPERATIONS_LOGIN_RATE_LIMIT"], "operations-login",
                          deduct_when=lambda response: response.status_code == 401)
     tally_limit = _limit(app, config["OPERATIONS_TALLY_RATE_LIMIT"], "operations-tallies")
+    register_converters(app)
     app.register_blueprint(build_pages(app, login_limit))
     app.register_blueprint(build_api(app, tally_limit))
 

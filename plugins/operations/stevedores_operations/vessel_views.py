@@ -20,6 +20,7 @@ from sqlalchemy.engine import Engine
 from .charts import cumulative_chart
 from .domain import utcnow
 from .store import recent_tallies, single_statements, tally_series_on, vessel_call_json, vessel_call_totals
+from .validation import displayable
 
 #: Recent tallies listed on the page.
 RECENT_TALLIES = 50
@@ -56,7 +57,9 @@ class VesselViews:
                 return view
             call = vessel_call_json(row, tallied)
             planned = {d: sum(call["planned"][d].values()) for d in call["planned"]}
-            chart = cumulative_chart(tally_series_on(conn, call_id), planned, minute,
+            series = [point for point in tally_series_on(conn, call_id)
+                      if displayable(point[0], f"a tally of vessel call {call_id}")]
+            chart = cumulative_chart(series, planned, minute,
                                      f"Units tallied over time for {call['vessel_name']}")
             view = VesselView(call, chart, recent_tallies(conn, call_id, RECENT_TALLIES), key)
         with self._lock:
