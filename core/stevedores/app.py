@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 from flask import Flask, render_template
 from flask.sessions import SecureCookieSessionInterface
 
+from .body_limit import BodyLimit
 from .logs import configure_logging
 from .proxies import ForwardedHeaders
 from .runtime import Runtime
@@ -35,11 +36,14 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.is_production,
         PREFERRED_URL_SCHEME="https" if config.is_production else "http",
+        MAX_CONTENT_LENGTH=config["MAX_CONTENT_LENGTH"],  # bounds form and JSON parsing too
     )
     app.session_interface = CachedSerializerSessions()
     app.extensions["stevedores"] = runtime
     register_unavailable(app)
     runtime.attach(app)
+    # Just outside Flask, inside the plugins' WSGI layers (their headers and metrics cover the 413).
+    app.wsgi_app = BodyLimit(app.wsgi_app, config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     _compose_middleware(app, runtime)
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", "stevedores_landing", _landing)

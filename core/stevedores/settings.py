@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import urlsplit
 
+from .body_limit import DEFAULT_MAX_CONTENT_LENGTH
 from .proxies import AddressList
 
 log = logging.getLogger("stevedores.settings")
@@ -280,6 +281,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Addresses of the proxies allowed to forward (gunicorn's name and convention: IPs or CIDRs, "
             "comma-separated; * for any, only where the instance is reachable through its proxy alone, "
             "as on Render). X-Forwarded-* from any other address are removed."),
+    Setting("MAX_CONTENT_LENGTH", Int(min=1024, max=1024**3), DEFAULT_MAX_CONTENT_LENGTH,
+            "Largest request body in bytes, on every route; larger ones get 413 before they are read "
+            "(declared by Content-Length, or when a chunked body passes the limit)."),
     Setting("LOG_LEVEL", Choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "Log level."),
     Setting("LOG_FILE", Str(), "logs/stevedores_dashboard.log",
             "Log file beside stderr, rotated safely across workers; 'none' for stderr only."),
