@@ -8,6 +8,7 @@ listed in :data:`CORE_SETTINGS`.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -128,6 +129,25 @@ class Url:
         except ValueError:
             raise ValueError(f"expected {self.expected}") from None
         if parts.scheme.lower() not in self.schemes or (self.needs_host and not parts.hostname):
+            raise ValueError(f"expected {self.expected}")
+        return value
+
+
+class HostName:
+    """A public host name, optionally with a port (``ops.example.com``, ``ops.example.com:8443``).
+
+    No scheme, path or credentials: it is used to build redirect URLs. Lower-cased.
+    """
+
+    expected = "a host name with an optional port, e.g. ops.example.com or ops.example.com:8443"
+    _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip().lower()
+        host, _, port = value.rpartition(":") if value.count(":") == 1 else (value, "", "")
+        labels = host.rstrip(".").split(".")
+        if (not host or len(host) > 253 or not all(self._LABEL.match(label) for label in labels)
+                or (port and not (port.isdigit() and 0 < int(port) < 65536))):
             raise ValueError(f"expected {self.expected}")
         return value
 
@@ -281,6 +301,10 @@ CORE_SETTINGS: tuple[Setting, ...] = (
             "Addresses of the proxies allowed to forward (gunicorn's name and convention: IPs or CIDRs, "
             "comma-separated; * for any, only where the instance is reachable through its proxy alone, "
             "as on Render). X-Forwarded-* from any other address are removed."),
+    Setting("CANONICAL_HOST", HostName(), None,
+            "Public host name (and port) of the dashboard. In production, plain-HTTP requests are "
+            "redirected to https:// on this host; without it they get 400 (a redirect is never built "
+            "from the request's Host header)."),
     Setting("MAX_CONTENT_LENGTH", Int(min=1024, max=1024**3), DEFAULT_MAX_CONTENT_LENGTH,
             "Largest request body in bytes, on every route; larger ones get 413 before they are read "
             "(declared by Content-Length, or when a chunked body passes the limit)."),

@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from flask import Flask, Response, redirect, request
 from flask_talisman import Talisman
+from werkzeug.urls import iri_to_uri
 
 from stevedores import Middleware, is_infrastructure
 
@@ -101,20 +102,33 @@ def skip_for_infrastructure(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Transport:
-    """HTTPS redirect (production, never for infrastructure routes) and HSTS on secure responses."""
+    """HTTPS redirect (production, never for infrastructure routes) and HSTS on secure responses.
 
-    def __init__(self, production: bool, exempt_paths: tuple[str, ...] = ()) -> None:
+    The redirect goes to ``canonical_host`` (CANONICAL_HOST), never to the request's Host
+    header: a redirect built from it sends a victim wherever a forged Host (or a cache keyed
+    without it) says. Without a canonical host a plain-HTTP request gets 400 instead.
+    """
+
+    def __init__(self, production: bool, exempt_paths: tuple[str, ...] = (), canonical_host: str | None = None) -> None:
         self.production = production
         self.exempt_paths = exempt_paths
+        self.canonical_host = canonical_host
 
     def redirect_to_https(self) -> Response | None:
-        """before_request: send plain-HTTP requests to https:// in production."""
+        """before_request: send plain-HTTP requests to https://CANONICAL_HOST in production."""
         if not self.production or request.is_secure:
             return None
         if is_infrastructure() or under_exempt_path(request.path, self.exempt_paths):
             return None
+        if not self.canonical_host:
+            return Response("This dashboard is served over HTTPS only: use https://. (Its operators can set "
+                            "CANONICAL_HOST to have plain-HTTP requests redirected.)\n", status=400,
+                            mimetype="text/plain")
+        target = f"https://{self.canonical_host}{iri_to_uri(request.script_root + request.path)}"
+        if request.query_string:
+            target += "?" + request.query_string.decode("latin-1")
         code = 301 if request.method in ("GET", "HEAD") else 308
-        return redirect(request.url.replace("http://", "https://", 1), code=code)
+        return redirect(target, code=code)
 
     def add_hsts(self, response: Response) -> Response:
         """after_request: HSTS for one year on secure responses in production."""

@@ -89,7 +89,7 @@ def stevedores_startup(app: Flask, config: Config) -> None:
         limiter_handlers=adopt_request_handlers(app, lambda a: rate_limits.bind(a, counter)),
         rate_limits=rate_limits,
         counter=counter,
-        transport=Transport(production, config["SECURITY_EXEMPT_PATHS"]),
+        transport=Transport(production, config["SECURITY_EXEMPT_PATHS"], config.get("CANONICAL_HOST")),
         safety_net=HeaderSafetyNet(policy, production),
     )
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from typing import Any, Callable
+from urllib.parse import urlsplit
 
 import pytest
 from security_helpers import ProbePlugin, assert_security_headers, nonce_of
@@ -106,12 +107,12 @@ def test_csp_policy_setting_replaces_the_default(make_stevedores_app: Callable) 
 
 @pytest.mark.parametrize("proxies", ["0", "1"])
 def test_production_redirects_to_https_but_never_probes(make_stevedores_app: Callable, proxies: str) -> None:
-    app = make_stevedores_app(plugins=["security", "health"],
-                              env={**PRODUCTION, "TRUSTED_PROXIES": proxies, "WEB_WORKERS": "1"})
+    app = make_stevedores_app(plugins=["security", "health"], env={
+        **PRODUCTION, "TRUSTED_PROXIES": proxies, "WEB_WORKERS": "1", "CANONICAL_HOST": "ops.example.com"})
     client = app.test_client()
     http = "http://localhost"  # Flask's test client would default to PREFERRED_URL_SCHEME (https)
     plain = client.get("/?x=1", base_url=http)
-    assert plain.status_code == 301 and plain.headers["Location"] == "https://localhost/?x=1"
+    assert plain.status_code == 301 and plain.headers["Location"] == "https://ops.example.com/?x=1"
     assert_security_headers(plain, "the redirect")
     assert client.post("/", base_url=http).status_code == 308
     probe = client.get("/health/live", base_url=http)
@@ -125,6 +126,23 @@ def test_production_redirects_to_https_but_never_probes(make_stevedores_app: Cal
         assert forwarded.status_code == 301 and "Strict-Transport-Security" not in forwarded.headers
     else:  # the trusted load balancer terminated TLS
         assert forwarded.status_code == 200 and "max-age=31536000" in forwarded.headers["Strict-Transport-Security"]
+
+
+@pytest.mark.parametrize("canonical", ["", "ops.example.com:8443"])
+def test_the_https_redirect_never_goes_to_the_requests_host(make_stevedores_app: Callable, canonical: str) -> None:
+    """The audit: Host: evil.example gave 301 https://evil.example/."""
+    app = make_stevedores_app(plugins=["security"], env={**PRODUCTION, "CANONICAL_HOST": canonical, "WEB_WORKERS": "1"})
+    client = app.test_client()
+    for host in ("evil.example", "evil.example:443", "ops.example.com@evil.example"):
+        answer = client.get("/vessels/1?next=/x", base_url="http://localhost", headers={"Host": host})
+        location = answer.headers.get("Location", "")
+        assert "evil" not in location, (host, location)
+        if canonical:
+            assert answer.status_code == 301 and location == "https://ops.example.com:8443/vessels/1?next=/x"
+        else:
+            assert answer.status_code == 400 and "https://" in answer.get_data(as_text=True)
+    sneaky = client.get("//evil.example/%2e%2e", base_url="http://localhost")  # a path that looks like a host
+    assert urlsplit(sneaky.headers.get("Location", "")).hostname in (None, "ops.example.com")
 
 
 def test_security_health_check_reports_headers_from_a_real_response(make_stevedores_app: Callable) -> None:
