@@ -67,6 +67,7 @@ def _limit(app: Flask, spec: str, scope: str, deduct_when: Callable[[Any], bool]
 def stevedores_startup(app: Flask, config: Any) -> None:
     """Migrate (if enabled), then register the pages, the API and the per-app state."""
     from .api import build_api
+    from .manager_pages import build_manager_pages
     from .pages import build_pages
 
     runtime = get_runtime(app)
@@ -86,6 +87,7 @@ def stevedores_startup(app: Flask, config: Any) -> None:
     tally_limit = _limit(app, config["OPERATIONS_TALLY_RATE_LIMIT"], "operations-tallies")
     register_converters(app)
     app.register_blueprint(build_pages(app, login_limit))
+    app.register_blueprint(build_manager_pages())
     app.register_blueprint(build_api(app, tally_limit))
 
 
