@@ -15,6 +15,7 @@ from stevedores.testing import free_port, stop_process, wait_for_http
 
 from .conftest import STEVEDORES, clean_environ
 
+
 FOUR = {"health", "memory_guard", "redis_resilience", "security"}
 
 
@@ -60,7 +61,18 @@ def test_check_reports_an_unreachable_database(run_cli: Callable) -> None:
 def test_check_passes_on_the_embedded_defaults(run_cli: Callable) -> None:
     result = run_cli("check")
     assert result.returncode == 0, result.stderr
-    assert "database: ok (sqlite)" in result.stdout and "check passed" in result.stdout
+    assert "database: ok (sqlite, created at first start)" in result.stdout and "check passed" in result.stdout
+
+
+def test_read_only_commands_write_nothing(tmp_path: Path) -> None:
+    """With the embedded defaults (SQLite under instance/, a log file under logs/), in an empty directory."""
+    cwd = tmp_path / "empty"
+    cwd.mkdir()
+    env = {k: v for k, v in clean_environ(tmp_path).items() if k not in ("DATABASE_URL", "LOG_FILE")}
+    for command in (["plugins"], ["config"], ["settings"], ["workers"], ["check"]):
+        result = subprocess.run([STEVEDORES, *command], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        assert sorted(str(p.relative_to(cwd)) for p in cwd.rglob("*")) == [], command
 
 
 def test_config_redacts_secrets_and_says_where_values_came_from(run_cli: Callable) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .database import probe_database
 from .plugins import PluginError, Plugins
 from .runtime import Runtime, declared_settings
 from .settings import ConfigError
@@ -28,11 +29,12 @@ def _runtime() -> Runtime:
         raise  # unreachable
 
 
-def _app() -> Any:
+def _app(*, dry_run: bool = False) -> Any:
+    """The app; ``dry_run``: every start-up hook runs, on an in-memory database, with no log file."""
     from .app import create_app
 
     try:
-        return create_app()
+        return create_app(runtime=Runtime.load(dry_run=dry_run))
     except (ConfigError, PluginError) as exc:
         _fail(exc)
 
@@ -72,11 +74,17 @@ def serve(dev: bool, port: int | None, host: str) -> None:
 @cli.command("plugins")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def plugins_command(as_json: bool) -> None:
-    """List plugins: name, version, distribution, status (active/disabled/failed), hooks."""
+    """List plugins: name, version, distribution, status (active/disabled/failed), hooks.
+
+    Read-only: the app is built as a dry run (see ``Runtime.load``), so that a plugin failing
+    in its start-up hooks is listed as failed, and nothing is written.
+    """
     from .app import create_app
 
     try:
-        listing = create_app().extensions["stevedores"].plugins.listing()
+        app = create_app(runtime=Runtime.load(dry_run=True))
+        listing = app.extensions["stevedores"].plugins.listing()
+        app.extensions["stevedores"].shutdown(app)
     except ConfigError as exc:
         click.echo(f"stevedores: settings are invalid, showing plugins as loaded:\n{exc}", err=True)
         listing = Plugins.from_environ(os.environ).listing()
@@ -143,28 +151,26 @@ def workers_command(as_json: bool) -> None:
 
 @cli.command("check")
 def check_command() -> None:
-    """Pre-flight for deploy pipelines: settings, plugins, database. Non-zero on any problem."""
-    from sqlalchemy import text
+    """Pre-flight for deploy pipelines: settings, plugins, database. Read-only.
 
-    app = _app()
+    Exits 2 on invalid settings (or any plugin failure with STEVEDORES_STRICT_PLUGINS=1),
+    1 when the database is unreachable; a failed plugin otherwise is a warning (the
+    dashboard runs without it) and the exit status stays 0.
+    """
+    app = _app(dry_run=True)
     runtime: Runtime = app.extensions["stevedores"]
-    problems: list[str] = []
+    runtime.shutdown(app)
     click.echo(f"settings: ok ({len(runtime.config)} declared, profile {runtime.config.profile})")
     for info in runtime.plugins.listing():
         if info.status == "failed":
-            problems.append(f"plugin {info.name} ({info.distribution or 'no distribution'}) failed: {info.error}")
+            click.echo(f"warning: plugin {info.name} ({info.distribution or 'no distribution'}) failed and the "
+                       f"dashboard runs without it: {info.error}", err=True)
     click.echo(f"plugins: {', '.join(runtime.plugins.active()) or 'none active'}")
     try:
-        with runtime.engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        click.echo(f"database: ok ({runtime.engine.url.get_backend_name()})")
+        click.echo(f"database: ok ({probe_database(runtime.config.original['DATABASE_URL'])})")
     except Exception as exc:  # noqa: BLE001 - reported, never a traceback
-        problems.append(f"database: unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}")
-    finally:
-        runtime.shutdown(app)
-    for problem in problems:
-        click.echo(f"problem: {problem}", err=True)
-    if problems:
+        click.echo(f"problem: database: unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
+                   err=True)
         sys.exit(1)
     click.echo("check passed")
 

@@ -186,3 +186,24 @@ class EngineHolder:
         """Close this process's connections."""
         if self._engine is not None and self._pid == os.getpid():
             self._engine.dispose()
+
+
+def probe_database(raw_url: str) -> str:
+    """Connect to ``raw_url`` read-only and run ``SELECT 1``; return the backend's name.
+
+    An SQLite file that does not exist yet is not created (it is at the first start):
+    ``"sqlite, created at first start"``. Raises whatever the driver raises.
+    """
+    url = normalize_url(raw_url)
+    backend = url.get_backend_name()
+    if backend == "sqlite" and url.database and url.database != ":memory:":
+        if not Path(url.database).exists():
+            return "sqlite, created at first start"
+        url = url.set(database=f"file:{Path(url.database).resolve()}?mode=ro", query={"uri": "true"})
+    engine = create_engine(url, connect_args={} if backend == "sqlite" else {"connect_timeout": 5})
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    finally:
+        engine.dispose()
+    return backend

@@ -24,6 +24,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("stevedores.runtime")
 
+#: What a dry run (read-only commands) uses instead of the configured values, once those have
+#: been validated: a throwaway in-memory database (migrations run there) and no log file.
+DRY_RUN_VALUES = {"DATABASE_URL": "sqlite://", "LOG_FILE": "none"}
+
 
 class Runtime:
     """One app's plugins, config and the objects its plugins contributed."""
@@ -46,9 +50,11 @@ class Runtime:
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None, *, load_entry_points: bool = True,
-             extra_plugins: Iterable[tuple[str, object]] = ()) -> Runtime:
+             extra_plugins: Iterable[tuple[str, object]] = (), dry_run: bool = False) -> Runtime:
         """Load the plugins the environment selects, validate all settings, gather services.
 
+        ``dry_run``: once every setting is validated, use :data:`DRY_RUN_VALUES` instead
+        (read-only commands build the whole app this way and write nothing).
         Raises :class:`stevedores.settings.ConfigError` (every bad value) or, in strict
         mode, :class:`stevedores.plugins.PluginError`.
         """
@@ -59,6 +65,8 @@ class Runtime:
         problems = [p for _plugin, found in _checked(plugins, config) for p in found]
         if problems:
             raise ConfigError(problems)
+        if dry_run:
+            config = config.with_values("dry run", **DRY_RUN_VALUES)
         runtime = cls(plugins, config)
         runtime._gather_services()
         return runtime

@@ -206,6 +206,7 @@ class Config(Mapping[str, Any]):
         self._values = dict(values)
         self.sources = dict(sources)
         self.owners = dict(owners)
+        self.original = self  # see with_values
 
     def __getitem__(self, name: str) -> Any:
         return self._values[name]
@@ -248,6 +249,14 @@ class Config(Mapping[str, Any]):
         if isinstance(value, (tuple, list)):
             return ",".join(str(v) for v in value)
         return str(value)
+
+    def with_values(self, source: str, **values: Any) -> Config:
+        """A copy with ``values`` in place of the validated ones (each marked as from ``source``);
+        its ``original`` is this config."""
+        copy = Config(self.settings, {**self._values, **values},
+                      {**self.sources, **{name: source for name in values}}, self.owners)
+        copy.original = self
+        return copy
 
     def rows(self) -> list[dict[str, str]]:
         """One row per setting for ``stevedores config``: name, value (redacted), source, plugin."""
