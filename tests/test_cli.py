@@ -15,7 +15,6 @@ from stevedores.testing import free_port, stop_process, wait_for_http
 
 from .conftest import STEVEDORES, clean_environ
 
-
 FOUR = {"health", "memory_guard", "redis_resilience", "security"}
 
 
