@@ -82,7 +82,7 @@ def main() -> int:
         print("bench: ab is missing (apache2-utils; make install-test installs it)", file=sys.stderr)
         return 2
     use_wrk = shutil.which("wrk") is not None
-    env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token"}
+    env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token-0123456789abcdef"}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-health-") as tmp:
         dashboard = start_stack(stack, Path(tmp) / "app", env).server.url
         bare = start_stack(stack, Path(tmp) / "bare", env, app="bench.bare_app:application").server.url

@@ -164,7 +164,7 @@ def main() -> int:
     report = Report()
     wait_for_quiet()
     report.say(machine_line())
-    env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token"}
+    env = {"MEMORY_LIMIT_MB": str(MEMORY_LIMIT_MB), "OPS_TOKEN": "bench-operator-token-0123456789abcdef"}
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         dashboard = start_stack(stack, Path(tmp) / "app", env)
         report.say("workers: " + " | ".join(line.split(": ", 1)[-1] for line in dashboard.server.log().splitlines()

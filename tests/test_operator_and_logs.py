@@ -7,9 +7,10 @@ import multiprocessing
 from pathlib import Path
 from typing import Callable
 
+import pytest
 from flask import Flask
 
-from stevedores import hookimpl, operator_only
+from stevedores import ConfigError, hookimpl, operator_only
 
 
 class OpsRoutes:
@@ -41,6 +42,41 @@ def test_with_a_token_only_the_bearer_gets_in(make_stevedores_app: Callable) -> 
         assert method(path, headers={"Authorization": "Bearer t0ken-xyz"}).status_code == 200
     refused = client.post("/ops/action")
     assert refused.json["error"] == "operator token required" and "Bearer" in refused.headers["WWW-Authenticate"]
+
+
+TOKEN = "operator-token-" + "x" * 32
+OTHER_CLIENT = {"REMOTE_ADDR": "198.51.100.20"}
+
+
+@pytest.mark.parametrize("plugins", [[], ["security"]])  # in memory; through the rate_limits service
+def test_wrong_tokens_are_throttled_per_client_address(make_stevedores_app: Callable, plugins: list[str]) -> None:
+    """The audit: guessing OPS_TOKEN on /metrics was unthrottled."""
+    app = make_stevedores_app(plugins=plugins, extra_plugins=[("ops", OpsRoutes())], env={
+        "OPS_TOKEN": TOKEN, "OPS_TOKEN_FAILURES_PER_MINUTE": "3", "WEB_WORKERS": "1", "RATE_LIMITS": "none"})
+    counted_by = type(app.extensions["stevedores_operator"]).__name__
+    assert counted_by == ("ServiceCounter" if plugins else "FailureCounter")
+    client = app.test_client()
+    guesses = [client.get("/ops/open", headers={"Authorization": f"Bearer guess-{n}"}).status_code for n in range(4)]
+    assert guesses == [401, 401, 401, 429]
+    right = client.get("/ops/open", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert right.status_code == 429 and right.headers["Retry-After"] == "60"  # even the right one, this minute
+    assert client.get("/ops/open", headers={"Authorization": f"Bearer {TOKEN}"},
+                      environ_base=OTHER_CLIENT).status_code == 200  # another address is not affected
+
+
+def test_production_refuses_a_short_token_and_a_token_over_plain_http(make_stevedores_app: Callable) -> None:
+    production = {"FLASK_ENV": "production", "SECRET_KEY": "s" * 40, "WEB_WORKERS": "1"}
+    with pytest.raises(ConfigError) as caught:
+        make_stevedores_app(plugins=[], env={**production, "OPS_TOKEN": "a"})
+    assert [p.name for p in caught.value.problems] == ["OPS_TOKEN"] and "at least 32" in str(caught.value)
+    assert "'a'" not in str(caught.value)
+    make_stevedores_app(plugins=[], env={"OPS_TOKEN": "a"})  # development: any token
+    app = make_stevedores_app(plugins=[], extra_plugins=[("ops", OpsRoutes())], env={**production, "OPS_TOKEN": TOKEN})
+    client = app.test_client()
+    bearer = {"Authorization": f"Bearer {TOKEN}"}
+    plain = client.post("/ops/action", headers=bearer, base_url="http://localhost")
+    assert plain.status_code == 403 and "plain HTTP" in plain.json["error"]
+    assert client.post("/ops/action", headers=bearer, base_url="https://localhost").status_code == 200
 
 
 def test_log_lines_are_single_and_secrets_redacted(make_stevedores_app: Callable, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ from typing import Any, Iterable, Mapping
 from flask import Flask, render_template
 from flask.sessions import SecureCookieSessionInterface
 
+from . import operator
 from .body_limit import BodyLimit
 from .logs import configure_logging
 from .proxies import ForwardedHeaders
@@ -42,6 +43,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     app.extensions["stevedores"] = runtime
     register_unavailable(app)
     runtime.attach(app)
+    operator.install(app)  # after the plugins' startup: it counts through their rate_limits service
     # Just outside Flask, inside the plugins' WSGI layers (their headers and metrics cover the 413).
     app.wsgi_app = BodyLimit(app.wsgi_app, config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     _compose_middleware(app, runtime)

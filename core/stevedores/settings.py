@@ -298,7 +298,11 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("DATABASE_POOL_TIMEOUT", Float(min=0.1, max=60), 2.0,
             "Seconds a request waits for a free connection of its worker's pool."),
     Setting("OPS_TOKEN", Str(), None,
-            "Operators' bearer token for operator-only routes (Authorization: Bearer ...).", secret=True),
+            "Operators' bearer token for operator-only routes (Authorization: Bearer ...); at least "
+            f"{MIN_SECRET_KEY_LENGTH} characters in production, where it is refused over plain HTTP.", secret=True),
+    Setting("OPS_TOKEN_FAILURES_PER_MINUTE", Int(min=1, max=1000), 10,
+            "Wrong operator tokens allowed per client address a minute; then every token from that address "
+            "is refused (429) until the minute is over."),
     Setting("PORT", Int(min=1, max=65535), 8000,
             "Port gunicorn binds (on 0.0.0.0; on 127.0.0.1 in the development profile). Render and Heroku set it."),
     Setting("WEB_WORKERS", Int(min=1, max=64), None, "Requested gunicorn workers (capped by the sizing plugins)."),
@@ -359,9 +363,23 @@ def read_config(settings: Iterable[tuple[str, Setting]], environ: Mapping[str, s
             problems.append(Problem(setting.name, f"{shown} is not valid: {exc}"))
     if "SECRET_KEY" in declared and "SECRET_KEY" not in {p.name for p in problems}:
         problems.extend(_check_secret_key(values, sources))
+    if "OPS_TOKEN" in declared and "OPS_TOKEN" not in {p.name for p in problems}:
+        problems.extend(_check_ops_token(values))
     if problems:
         raise ConfigError(problems)
     return Config(declared, values, sources, owners)
+
+
+def _check_ops_token(values: dict[str, Any]) -> list[Problem]:
+    """Production: an operator token, when set, is as long as a secret key must be (it opens /metrics,
+    /status details and operator actions to whoever guesses it)."""
+    token = (values.get("OPS_TOKEN") or "").strip()
+    production = profile_of(values.get("FLASK_ENV"), values.get("FLASK_CONFIG")) == "production"
+    if production and token and len(token) < MIN_SECRET_KEY_LENGTH:
+        return [Problem("OPS_TOKEN", f"has {len(token)} characters; the production profile requires at least "
+                                     f"{MIN_SECRET_KEY_LENGTH} (python -c 'import secrets; "
+                                     "print(secrets.token_urlsafe(32))')")]
+    return []
 
 
 def _check_secret_key(values: dict[str, Any], sources: dict[str, str]) -> list[Problem]:

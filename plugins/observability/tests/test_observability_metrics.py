@@ -19,7 +19,7 @@ from stevedores_observability.sink import PrometheusSink
 
 from stevedores import ConfigError, hookimpl, is_infrastructure
 
-TOKEN = "ops-token-for-tests-0123456789"
+TOKEN = "ops-token-for-tests-0123456789-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 

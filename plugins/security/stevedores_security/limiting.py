@@ -80,6 +80,28 @@ class RateLimits:
             return self.limiter.shared_limit(spec, scope=scope, deduct_when=deduct_when)  # type: ignore[return-value]
         return self.limiter.limit(spec, deduct_when=deduct_when)  # type: ignore[return-value]
 
+    def hit(self, spec: str, scope: str, key: str | None = None) -> bool:
+        """Count one event for ``key`` (default: the client address) under ``scope``.
+
+        True while the count stays within ``spec`` (e.g. ``"10 per minute"``). For events
+        that are not one view's responses: the core counts wrong operator tokens with it.
+        Raises ValueError naming ``spec`` when it is not a limit string.
+        """
+        counter = self.limiter.counter
+        return True if counter is None else counter.hit(self._item(spec), scope, key or client_address())
+
+    def allows(self, spec: str, scope: str, key: str | None = None) -> bool:
+        """True when one more event for ``key`` under ``scope`` would stay within ``spec`` (counts nothing)."""
+        counter = self.limiter.counter
+        return True if counter is None else counter.test(self._item(spec), scope, key or client_address())
+
+    @staticmethod
+    def _item(spec: str) -> Any:
+        try:
+            return parse_many(spec)[0]
+        except (ValueError, IndexError):
+            raise ValueError(f"rate_limits: {spec!r} is not a rate limit (e.g. '30 per minute')") from None
+
     # --- wiring --------------------------------------------------------------------------
 
     def bind(self, app: Flask, counter: ResilientCounter) -> None:
