@@ -18,6 +18,7 @@ from typing import Any, Iterable, Iterator
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from . import archive
 from .catalog import PREFIX, spec_for
 
 log = logging.getLogger("stevedores.observability")
@@ -187,13 +188,21 @@ class MetricsBackend:
     def render(self, extra_collectors: Iterable[Any] = ()) -> bytes:
         """The Prometheus text exposition of every worker's metrics plus ``extra_collectors``."""
         registry = CollectorRegistry(auto_describe=False)
-        if self.multiprocess_dir:
-            MultiProcessCollector(registry, path=self.multiprocess_dir)
-        elif self.registry is not None:
-            registry.register(_Forward(self.registry))
         for collector in extra_collectors:
             registry.register(collector)
-        return generate_latest(registry)
+        if not self.multiprocess_dir:
+            if self.registry is not None:
+                registry.register(_Forward(self.registry))
+            return generate_latest(registry)
+        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        # Under the lock the master's compaction (child_exit) takes: a scrape never sees a dead
+        # worker's counts both in its file and in the archive, nor in neither.
+        with archive.scrape_lock(self.multiprocess_dir):
+            try:
+                archive.compact_dead(self.multiprocess_dir)  # workers that died without a child_exit
+            except OSError as exc:
+                log.error("Could not archive dead workers' metrics files in %s: %s", self.multiprocess_dir, exc)
+            return generate_latest(registry)
 
 
 def _check_names(name: str, labelnames: tuple[str, ...]) -> None:

@@ -13,26 +13,39 @@ PROMETHEUS_MULTIPROC_DIR in the master's environment so every forked worker inhe
   not disk: the files are written on every request), else the system temp dir; removed
   when the master exits.
 
-When a worker exits (``stevedores_child_exit``) its live gauges are deleted so that its
-last values stop counting; its counters and histograms stay, so that totals never go
-backwards.
+One master per directory: the master holds an exclusive ``flock`` on ``<directory>/.owner``
+(which holds its pid) for its whole life; a second master pointed at the same directory
+refuses to start, naming METRICS_MULTIPROC_DIR, instead of deleting the first one's live
+files.
+
+When a worker exits (``stevedores_child_exit``) its files are folded into the per-type
+archives under the scrape lock (``archive.py``): its live gauges go, its counters and
+histograms are added to the archives, so totals never go backwards and the directory holds
+files for the live processes plus one archive per type.
 """
 
 from __future__ import annotations
 
 import atexit
+import contextlib
+import fcntl
 import glob
 import logging
 import os
 import shutil
 import tempfile
-from typing import MutableMapping
+from typing import IO, MutableMapping
 
+from . import archive
 from .sink import MULTIPROC_ENV
 
 log = logging.getLogger("stevedores.observability")
 
 SHM = "/dev/shm"
+OWNER_FILE = ".owner"
+
+# the open owner file of each directory this process owns (holding its flock; never closed)
+_owned: dict[str, IO[str]] = {}
 
 
 # (master pid, directory) once this process has prepared the directory for a server
@@ -63,6 +76,7 @@ def prepare_directory(configured: str | None, environ: MutableMapping[str, str] 
     if directory is None:
         parent = SHM if os.path.isdir(SHM) and os.access(SHM, os.W_OK) else None
         directory = tempfile.mkdtemp(prefix="stevedores-metrics-", dir=parent)
+        claim_directory(directory)
         _remove_at_exit(directory, os.getpid())
         log.info("Metrics shared by workers in %s (private to this master)", directory)
     environ[MULTIPROC_ENV] = directory
@@ -74,6 +88,7 @@ def _configured_directory(configured: str) -> str | None:
     directory = os.path.abspath(configured)
     try:
         os.makedirs(directory, exist_ok=True)
+        claim_directory(directory)  # before cleaning: another master's live files are not ours to delete
         removed = clean_directory(directory)
     except OSError as exc:
         log.error("METRICS_MULTIPROC_DIR=%s cannot be used (%s): using a private directory instead", configured, exc)
@@ -85,8 +100,47 @@ def _configured_directory(configured: str) -> str | None:
     return directory
 
 
+class DirectoryInUse(SystemExit):
+    """Another live gunicorn master owns the metrics directory: this server must not start.
+
+    A SystemExit (not an Exception): the plugin manager records a raising plugin as failed and
+    carries on, which here would let the second master delete the first one's live files.
+    """
+
+
+def claim_directory(directory: str) -> None:
+    """Take ``directory`` for this process: an exclusive ``flock`` on its ``.owner`` file, held
+    until exit (forked workers share it), the owner's pid written in it.
+
+    Raises :class:`DirectoryInUse` naming METRICS_MULTIPROC_DIR when another process holds it.
+    """
+    if directory in _owned:
+        return
+    owner = open(os.path.join(directory, OWNER_FILE), "a+")  # noqa: SIM115 - held open for the process's life
+    try:
+        fcntl.flock(owner, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        owner.seek(0)
+        holder = owner.read().strip() or "unknown"
+        owner.close()
+        message = (f"stevedores: cannot start: METRICS_MULTIPROC_DIR={directory} belongs to another running "
+                   f"gunicorn master (pid {holder}); give each server its own METRICS_MULTIPROC_DIR "
+                   f"(or leave it unset for a private directory)")
+        log.critical("%s", message)
+        raise DirectoryInUse(message) from None
+    owner.seek(0)
+    owner.truncate()
+    owner.write(f"{os.getpid()}\n")
+    owner.flush()
+    _owned[directory] = owner
+
+
 def clean_directory(directory: str) -> int:
-    """Delete the metrics files (``*.db``) a previous run left in ``directory``; return how many."""
+    """Delete the metrics files (``*.db``, archives included) a previous run left in ``directory``
+    and any half-done compaction; return how many metrics files."""
+    for leftover in (archive.JOURNAL_FILE, *(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*.tmp")))):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(directory, leftover))
     removed = 0
     for path in glob.glob(os.path.join(directory, "*.db")):
         try:
@@ -98,14 +152,21 @@ def clean_directory(directory: str) -> int:
 
 
 def worker_exited(pid: int, environ: MutableMapping[str, str] | None = None) -> None:
-    """Drop the live gauges of worker ``pid`` (its counters and histograms stay)."""
+    """Fold the files of worker ``pid`` into the archives, under the scrape lock.
+
+    Its live gauges are dropped, its counters and histograms added to the archives. When the
+    directory cannot be written the error is logged and the files stay (counted as before;
+    the next scrape or exit tries again).
+    """
     environ = os.environ if environ is None else environ
     directory = environ.get(MULTIPROC_ENV)
     if not directory or not os.path.isdir(directory):
         return
-    from prometheus_client import multiprocess
-
-    multiprocess.mark_process_dead(pid, directory)
+    try:
+        with archive.scrape_lock(directory):
+            archive.compact(directory, [pid])
+    except OSError as exc:
+        log.error("Could not archive the metrics files of worker %d in %s: %s", pid, directory, exc)
 
 
 def _remove_at_exit(directory: str, master_pid: int) -> None:

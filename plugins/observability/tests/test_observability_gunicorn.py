@@ -171,10 +171,11 @@ def test_without_preload_and_after_a_worker_dies_totals_hold_and_its_gauges_go(
     os.kill(int(victim), signal.SIGTERM)  # a graceful worker stop: the master forks a replacement
     wait_for_workers(server, 3)
     deadline = time.monotonic() + 10
-    while list(metrics_dir.glob(f"gauge_live*_{victim}.db")) and time.monotonic() < deadline:
+    while list(metrics_dir.glob(f"*_{victim}.db")) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not list(metrics_dir.glob(f"gauge_live*_{victim}.db"))  # its last gauge values no longer count
-    assert (metrics_dir / f"counter_{victim}.db").exists()
+    assert not (metrics_dir / f"counter_{victim}.db").exists()  # folded into the archive by child_exit
+    assert (metrics_dir / "counter_archive.db").exists()
     assert scrape(server.url)[key] == 40  # the dead worker's requests still count
 
 

@@ -4,6 +4,7 @@ settings errors, the multiprocess directory and the Sentry scrubber."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -249,7 +250,8 @@ def test_configured_directory_is_created_cleaned_of_old_metrics_and_exported(tmp
     environ: dict[str, str] = {}
     assert multiprocess.prepare_directory(str(directory), environ) == str(directory)
     assert environ == {"PROMETHEUS_MULTIPROC_DIR": str(directory)}
-    assert sorted(p.name for p in directory.iterdir()) == ["README"]
+    assert sorted(p.name for p in directory.iterdir()) == [".owner", "README"]  # .owner: this master's pid
+    assert (directory / ".owner").read_text() == f"{os.getpid()}\n"
     missing = tmp_path / "new" / "dir"
     assert multiprocess.prepare_directory(str(missing), environ) == str(missing) and missing.is_dir()
 
@@ -259,13 +261,13 @@ def test_default_directory_is_private_per_server(tmp_path: Path) -> None:
     first = multiprocess.prepare_directory(None, environ)
     second = multiprocess.prepare_directory(None, {})
     try:
-        assert first != second and os.path.isdir(first) and not os.listdir(first)
+        assert first != second and os.path.isdir(first) and os.listdir(first) == [".owner"]
         assert environ["PROMETHEUS_MULTIPROC_DIR"] == first
         if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK):
             assert first.startswith("/dev/shm/stevedores-metrics-")
     finally:
-        os.rmdir(first)
-        os.rmdir(second)
+        shutil.rmtree(first)
+        shutil.rmtree(second)
 
 
 def test_unusable_configured_directory_falls_back_to_a_private_one(
@@ -277,7 +279,7 @@ def test_unusable_configured_directory_falls_back_to_a_private_one(
         assert os.path.isdir(directory) and "stevedores-metrics-" in directory
         assert any("METRICS_MULTIPROC_DIR" in r.getMessage() for r in caplog.records)
     finally:
-        os.rmdir(directory)
+        shutil.rmtree(directory)
 
 
 def test_a_reload_keeps_the_servers_directory_and_its_files(
@@ -291,14 +293,6 @@ def test_a_reload_keeps_the_servers_directory_and_its_files(
     assert multiprocess.server_directory(str(directory)) == str(directory)  # SIGHUP: configuration read again
     assert (directory / "counter_77.db").exists()
     assert os.environ["PROMETHEUS_MULTIPROC_DIR"] == str(directory)
-
-
-def test_a_dead_workers_live_gauges_go_and_its_counters_stay(tmp_path: Path) -> None:
-    for name in ("counter_41.db", "histogram_41.db", "gauge_livemax_41.db", "gauge_livemostrecent_41.db",
-                 "gauge_livemax_42.db"):
-        (tmp_path / name).write_bytes(b"")
-    multiprocess.worker_exited(41, {"PROMETHEUS_MULTIPROC_DIR": str(tmp_path)})
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["counter_41.db", "gauge_livemax_42.db", "histogram_41.db"]
 
 
 # --- the Sentry scrubber --------------------------------------------------------------

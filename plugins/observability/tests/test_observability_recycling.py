@@ -1,0 +1,86 @@
+"""Hundreds of worker recycles under real gunicorn (GUNICORN_MAX_REQUESTS=3): the metrics
+directory stays bounded by the live workers and /metrics counts every request answered."""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+import urllib.error
+import urllib.request
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+pytestmark = pytest.mark.timeout(180)  # ~20 s on a quiet 2-core machine; recycles are CPU-bound
+
+TOKEN = "ops-token-for-recycling-tests-42"
+WORKERS = 3
+MAX_REQUESTS = 3
+REQUESTS = 1200
+#: Files a process writes: counter, histogram, gauge_livemax, gauge_livemostrecent.
+FILES_PER_PROCESS = 4
+
+
+def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    """Status and body of a GET on a new connection (0 when no answer came)."""
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=20) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+    except OSError:
+        return 0, ""
+
+
+def requests_counted(base: str, route: str) -> float:
+    """Sum of ``stevedores_http_requests_total`` for ``route`` on a scrape."""
+    status, text = get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+    assert status == 200, text
+    return sum(s.value for family in text_string_to_metric_families(text) for s in family.samples
+               if s.name == "stevedores_http_requests_total" and s.labels.get("route") == route)
+
+
+def test_hundreds_of_recycles_keep_the_directory_bounded_and_every_request_counted(
+        gunicorn_server: Callable[..., Any], tmp_path: Path) -> None:
+    metrics_dir = tmp_path / "metrics"
+    server = gunicorn_server(env={
+        "WEB_WORKERS": str(WORKERS), "GUNICORN_MAX_REQUESTS": str(MAX_REQUESTS), "OPS_TOKEN": TOKEN,
+        "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "10000000 per minute",
+    }, ready_path="/health/live")
+    before = requests_counted(server.url, "/health/live")  # the readiness probe's
+    most_files, done = 0, threading.Event()
+
+    def watch() -> None:
+        nonlocal most_files
+        while not done.is_set():
+            most_files = max(most_files, len(list(metrics_dir.glob("*.db"))))
+            time.sleep(0.02)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            statuses = list(pool.map(lambda _: get(server.url + "/health/live")[0], range(REQUESTS)))
+    finally:
+        done.set()
+        watcher.join(5)
+    answered = statuses.count(200)
+    assert answered == REQUESTS, {s: statuses.count(s) for s in set(statuses)}
+
+    boots = len(re.findall(r"Booting worker with pid", server.log()))
+    assert boots - WORKERS >= 150, boots  # hundreds of recycles
+    # one set of files per live worker (a replacement is forked after its predecessor's files are
+    # archived), the master's own files, and one archive per type: never one set per worker that lived
+    bound = FILES_PER_PROCESS * (WORKERS + 1) + 2
+    assert most_files <= bound, (most_files, bound, sorted(p.name for p in metrics_dir.iterdir()))
+
+    # every request answered is counted, once: the scrapes' own requests are a different route
+    assert requests_counted(server.url, "/health/live") - before == answered
+    pids = {p.name.rsplit("_", 1)[1][:-3] for p in metrics_dir.glob("*.db")} - {"archive"}
+    for pid in pids:
+        os.kill(int(pid), 0)  # raises ProcessLookupError for a dead worker's leftover file
