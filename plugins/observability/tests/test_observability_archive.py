@@ -15,7 +15,6 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
-
 from stevedores_observability import archive, multiprocess
 
 pytestmark = pytest.mark.timeout(60)
