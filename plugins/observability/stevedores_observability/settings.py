@@ -32,8 +32,9 @@ SETTINGS = [
             "comma-separated). Unset: loopback only in the development profile; elsewhere, with OPS_TOKEN "
             "unset too, /metrics answers 404."),
     Setting("METRICS_MULTIPROC_DIR", Str(), None,
-            "Directory where gunicorn workers share their metrics files (its *.db files are deleted at "
-            "start-up). Default: a fresh directory per server under /dev/shm (or the temp dir)."),
+            "Directory where gunicorn workers share their metrics files, owned by one gunicorn master "
+            "(a second one refuses to start; its *.db files are deleted at start-up; dead workers' files are "
+            "merged into archives). Default: a fresh directory per server under /dev/shm (or the temp dir)."),
     Setting("SENTRY_DSN", SentryDsn(), None,
             "Sentry DSN for error reporting. Unset: Sentry is not loaded at all.", secret=True),
     Setting("SENTRY_SAMPLE_RATE", Float(min=0.0, max=1.0), 1.0, "Share of errors sent to Sentry (0 to 1)."),
