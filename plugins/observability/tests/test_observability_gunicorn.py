@@ -253,16 +253,16 @@ def test_an_unhandled_error_reaches_sentry_without_cookies_or_credentials(
 
 
 def test_a_second_master_on_the_same_directory_refuses_to_start_and_the_first_keeps_counting(
-        gunicorn_server: Callable[..., Any], probe_site: Path, tmp_path: Path) -> None:
+        stevedores_gunicorn_server: Callable[..., Any], probe_site: Path, tmp_path: Path) -> None:
     metrics_dir = tmp_path / "metrics"
     env = {"WEB_WORKERS": "1", "OPS_TOKEN": TOKEN, "PYTHONPATH": str(probe_site),
            "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "100000 per minute"}
-    first = gunicorn_server(env=env, ready_path="/health/live")
+    first = stevedores_gunicorn_server(env=env, ready_path="/health/live")
     assert get(first.url + "/_probe/item/1")[0] == 200
     files = sorted(p.name for p in metrics_dir.glob("*.db"))
     assert files
     with pytest.raises(RuntimeError) as refused:  # the second server exits before answering
-        gunicorn_server(env=env, ready_path="/health/live")
+        stevedores_gunicorn_server(env=env, ready_path="/health/live")
     message = str(refused.value)
     assert "METRICS_MULTIPROC_DIR" in message and f"pid {first.proc.pid}" in message, message
     assert set(files) <= {p.name for p in metrics_dir.glob("*.db")}  # nothing of the first one's deleted
