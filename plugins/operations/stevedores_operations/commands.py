@@ -61,7 +61,12 @@ def register(cli: click.Group) -> None:
         from .accounts import create_user, issue_token
 
         if password_stdin:
-            password = sys.stdin.readline().rstrip("\n")
+            password = sys.stdin.readline().rstrip("\r\n")
+        elif not sys.stdin.isatty():  # click.prompt would read EOF and print only "Aborted!"
+            click.echo("stevedores: no terminal to ask for the password on: pipe it in with --password-stdin, "
+                       "e.g. printf '%s\\n' \"$PASSWORD\" | stevedores users create NAME --role clerk "
+                       "--password-stdin", err=True)
+            sys.exit(2)
         else:
             password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
         with _accounts_engine() as engine:
