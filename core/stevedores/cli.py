@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from .database import probe_database
+from .database import probe_database, read_only_engine
 from .plugins import PluginError, Plugins
 from .runtime import Runtime, declared_settings
 from .settings import ConfigError
@@ -151,7 +151,8 @@ def workers_command(as_json: bool) -> None:
 
 @cli.command("check")
 def check_command() -> None:
-    """Pre-flight for deploy pipelines: settings, plugins, database. Read-only.
+    """Pre-flight for deploy pipelines: settings, plugins, database, and what the plugins report about
+    the configured database (e.g. the operations schema behind this code). Read-only.
 
     Exits 2 on invalid settings (or any plugin failure with STEVEDORES_STRICT_PLUGINS=1),
     1 when the database is unreachable; a failed plugin otherwise is a warning (the
@@ -172,7 +173,26 @@ def check_command() -> None:
         click.echo(f"problem: database: unreachable: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}",
                    err=True)
         sys.exit(1)
+    problems = _preflight_problems(runtime)
+    for problem in problems:
+        click.echo(f"problem: {problem}", err=True)
+    if problems:
+        sys.exit(1)
     click.echo("check passed")
+
+
+def _preflight_problems(runtime: Runtime) -> list[str]:
+    """``plugin: problem`` for what each plugin's ``stevedores_preflight`` finds in the configured database."""
+    failed_before = {p.name for p in runtime.plugins.listing() if p.status == "failed"}
+    engine = read_only_engine(runtime.config.original["DATABASE_URL"])
+    try:
+        found = runtime.plugins.call("stevedores_preflight", config=runtime.config, engine=engine)
+    finally:
+        engine.dispose()
+    problems = [f"{plugin}: {problem}" for plugin, answer in found for problem in answer or ()]
+    problems += [f"{p.name}: pre-flight failed: {p.error}" for p in runtime.plugins.listing()
+                 if p.status == "failed" and p.name not in failed_before]
+    return problems
 
 
 def main() -> None:

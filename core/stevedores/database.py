@@ -41,10 +41,11 @@ def build_engine(config: Config) -> Engine:
     url = normalize_url(config["DATABASE_URL"])
     statement_timeout = config["DATABASE_STATEMENT_TIMEOUT"]
     if url.get_backend_name() == "sqlite":
+        pool: dict[str, Any] = {}
         if url.database and url.database != ":memory:":
             Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, pool_pre_ping=True, pool_timeout=config["DATABASE_POOL_TIMEOUT"],
-                               connect_args={"timeout": statement_timeout})
+            pool["pool_timeout"] = config["DATABASE_POOL_TIMEOUT"]  # a file has a QueuePool; memory has none
+        engine = create_engine(url, pool_pre_ping=True, connect_args={"timeout": statement_timeout}, **pool)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     answer_timeout = statement_timeout + ANSWER_GRACE_SECONDS
@@ -188,6 +189,21 @@ class EngineHolder:
             self._engine.dispose()
 
 
+def read_only_engine(raw_url: str) -> Engine:
+    """An engine on ``raw_url`` that cannot write: PostgreSQL with read-only transactions,
+    an SQLite file opened ``mode=ro``, or, when that file does not exist yet (it is created at
+    the first start), an empty in-memory database. Dispose it after use."""
+    url = normalize_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            if not Path(url.database).exists():
+                return create_engine("sqlite://")
+            url = url.set(database=f"file:{Path(url.database).resolve()}?mode=ro", query={"uri": "true"})
+        return create_engine(url)
+    return create_engine(url, connect_args={"connect_timeout": 5,
+                                            "options": "-c default_transaction_read_only=on"})
+
+
 def probe_database(raw_url: str) -> str:
     """Connect to ``raw_url`` read-only and run ``SELECT 1``; return the backend's name.
 
@@ -196,11 +212,9 @@ def probe_database(raw_url: str) -> str:
     """
     url = normalize_url(raw_url)
     backend = url.get_backend_name()
-    if backend == "sqlite" and url.database and url.database != ":memory:":
-        if not Path(url.database).exists():
-            return "sqlite, created at first start"
-        url = url.set(database=f"file:{Path(url.database).resolve()}?mode=ro", query={"uri": "true"})
-    engine = create_engine(url, connect_args={} if backend == "sqlite" else {"connect_timeout": 5})
+    if backend == "sqlite" and url.database and url.database != ":memory:" and not Path(url.database).exists():
+        return "sqlite, created at first start"
+    engine = read_only_engine(raw_url)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))

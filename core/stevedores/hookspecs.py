@@ -17,6 +17,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
     from flask import Flask
+    from sqlalchemy.engine import Engine
 
     from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
     from .settings import Config, Problem, Setting
@@ -114,6 +115,19 @@ def stevedores_register_commands(cli: click.Group) -> None:
 
     Called when the CLI starts, before the configuration is read: commands that need
     the app build it themselves with ``stevedores.create_app()``.
+    """
+
+
+@hookspec
+def stevedores_preflight(config: Config, engine: Engine) -> list[str] | None:
+    """Report what would stop this plugin serving the configured database (``stevedores check``).
+
+    Called by ``stevedores check`` (a deploy pipeline's pre-flight) once the database
+    answered, with a read-only SQLAlchemy ``engine`` on DATABASE_URL (an empty in-memory
+    database when the SQLite file does not exist yet). Return a list of problems, each a
+    sentence naming what is wrong and what to do (e.g. the schema revision behind the
+    code's, and the command that migrates it); any problem makes the check exit 1.
+    Must not write.
     """
 
 

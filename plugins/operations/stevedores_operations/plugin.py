@@ -9,12 +9,13 @@ from typing import Any, Callable
 
 from flask import Flask
 from sqlalchemy import func, select
+from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
 from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
 
 from .context import OperationsState
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
-from .migrate import current_revision, head_revision, upgrade
+from .schema_gate import SchemaGate
 from .summary import SummaryCache
 from .tables import tallies, vessel_calls
 from .validation import register_converters
@@ -71,12 +72,13 @@ def stevedores_startup(app: Flask, config: Any) -> None:
     from .pages import build_pages
 
     runtime = get_runtime(app)
-    if config["OPERATIONS_AUTO_MIGRATE"]:
-        upgrade(runtime.engine)
-    else:
-        at, head = current_revision(runtime.engine), head_revision()
-        if at != head:
-            log.error("operations schema is at %s, code expects %s: run 'stevedores db upgrade'", at or "empty", head)
+    gate = SchemaGate(lambda: runtime.engine, config["OPERATIONS_AUTO_MIGRATE"])
+    try:
+        schema = gate.check()
+        if not schema.servable:
+            log.error("%s; pages and API answer 503 until then", schema.problem)
+    except (OperationalError, InterfaceError, TimeoutError) as exc:  # out of reach: requests check again
+        log.error("operations schema not checked, the database is out of reach (%s)", type(exc).__name__)
     summary = SummaryCache(lambda: runtime.engine, get_service(app, "cache"),
                            config["OPERATIONS_SUMMARY_CACHE_SECONDS"], config["OPERATIONS_SHIFT_STARTS"],
                            config["OPERATIONS_BERTHS"])
@@ -86,9 +88,10 @@ def stevedores_startup(app: Flask, config: Any) -> None:
                          deduct_when=lambda response: response.status_code == 401)
     tally_limit = _limit(app, config["OPERATIONS_TALLY_RATE_LIMIT"], "operations-tallies")
     register_converters(app)
-    app.register_blueprint(build_pages(app, login_limit))
-    app.register_blueprint(build_manager_pages())
-    app.register_blueprint(build_api(app, tally_limit))
+    app.extensions["operations_schema"] = gate
+    for blueprint in (build_pages(app, login_limit), build_manager_pages(), build_api(app, tally_limit)):
+        blueprint.before_request(gate.guard)  # 503 while the schema is behind (schema_gate.py)
+        app.register_blueprint(blueprint)
 
 
 @hookimpl
@@ -125,13 +128,24 @@ def freshness(engine: Any, stale_minutes: int, now: datetime | None = None) -> d
 
 @hookimpl
 def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
-    """'operations': data freshness (non-critical)."""
+    """'operations': data freshness (non-critical); 'operations_schema': the migration gate (critical)."""
     if "operations" not in app.extensions:
         return []
     runtime = get_runtime(app)
     stale = config["OPERATIONS_STALE_TALLY_MINUTES"]
     return [HealthCheck("operations", lambda: freshness(runtime.engine, stale), critical=False, timeout=2.0,
-                        description="Minutes since the last tally on an active vessel")]
+                        description="Minutes since the last tally on an active vessel"),
+            HealthCheck("operations_schema", app.extensions["operations_schema"].health, critical=True, timeout=3.0,
+                        description="The operations schema is at this code's revision (else pages and API 503)")]
+
+
+@hookimpl
+def stevedores_preflight(config: Any, engine: Any) -> list[str]:
+    """``stevedores check``: the schema behind this code while OPERATIONS_AUTO_MIGRATE is off."""
+    if config["OPERATIONS_AUTO_MIGRATE"]:
+        return []  # the first instance to start migrates it
+    schema = SchemaGate(lambda: engine, auto_migrate=False).check()
+    return [] if schema.servable else [schema.problem]
 
 
 @hookimpl
