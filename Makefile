@@ -39,6 +39,7 @@ $(VENV)/.test-installed: $(VENV)/.installed scripts/install-test-tools.sh
 # The guide's promises measured on the real stack; writes bench/RESULTS.md.
 bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.harness
+	$(BIN)/python -m bench.bench_health
 	$(BIN)/python -m bench.bench_operations
 
 # Fault drills under load (DRILL_SECONDS=15 each by default).

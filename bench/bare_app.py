@@ -1,6 +1,7 @@
-"""A bare Flask endpoint, served with the dashboard's own gunicorn configuration, as the
-baseline that benchmarks compare against: ``gunicorn -c python:stevedores.gunicorn_conf
-bench.bare_app:application``."""
+"""A bare Flask endpoint, the baseline that benchmarks compare against, served by PLAIN gunicorn
+with the dashboard's worker count, worker class and threads and none of its configuration
+(``gunicorn -w N -k gthread --threads 4 bench.bare_app:application``; see
+``bench.stack.start_plain_baseline``)."""
 
 from flask import Flask
 

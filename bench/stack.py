@@ -3,9 +3,15 @@ redis-server of its own, for benchmarks and fault drills."""
 
 from __future__ import annotations
 
+import ast
+import os
+import re
+import sys
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
+
+import psutil
 
 from stevedores.testing import GunicornServer, RedisServer, pip_install_target, temporary_postgres_database
 
@@ -58,3 +64,49 @@ def start_stack(stack: ExitStack, workdir: Path, env: dict[str, str] | None = No
     stack.callback(server.stop)
     server.start("/health/live" if app.startswith("stevedores") else "/bare")
     return Stack(server, redis, database_url, workdir)
+
+
+def served_shape(config_module: Path | None = None) -> tuple[str, int]:
+    """``(worker_class, threads)`` of the dashboard's gunicorn configuration, read from its source.
+
+    Read with ``ast`` (literal assignments), not imported: importing it sizes the workers and
+    runs the plugins' server hooks (a metrics directory claimed by this process).
+    """
+    import stevedores
+
+    path = config_module or Path(stevedores.__file__).resolve().parent / "gunicorn_conf.py"
+    found: dict[str, object] = {}
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, (ast.Assign, ast.AnnAssign)) and isinstance(node.value, ast.Constant):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name) and target.id in ("worker_class", "threads"):
+                    found[target.id] = node.value.value
+    return str(found["worker_class"]), int(found["threads"])  # type: ignore[call-overload]
+
+
+def start_plain_baseline(stack: ExitStack, workdir: Path, like: GunicornServer) -> GunicornServer:
+    """``bench.bare_app`` under PLAIN gunicorn, shaped like the running server ``like``.
+
+    ``gunicorn -w N -k <class> --threads T bench.bare_app:application``: the same worker
+    count (as ``like``'s log announces it), worker class and threads, and nothing else of
+    ours (no recycling, no preload hooks, no access log): what a user would run instead.
+    Cleaned up by ``stack``.
+    """
+    assert like.proc is not None
+    announced = re.search(r"with (\d+) workers", like.log())  # the core's "Listening on ... with N workers"
+    workers = int(announced.group(1)) if announced else len(psutil.Process(like.proc.pid).children())
+    worker_class, threads = served_shape()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "WEB_CONCURRENCY"))}
+    env["PYTHONPATH"] = str(HERE.parent)
+    server = GunicornServer(env, workdir)  # cwd = workdir: no ./gunicorn.conf.py is picked up there
+    server.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads",
+                   str(threads), "-b", f"127.0.0.1:{server.port}", "bench.bare_app:application"]
+    stack.callback(server.stop)
+    server.start("/bare")
+    return server
+
+
+def plain_command(server: GunicornServer) -> str:
+    """The baseline's command line as a user would type it."""
+    return "gunicorn " + " ".join(server.args[3:])
