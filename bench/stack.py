@@ -50,7 +50,8 @@ def base_env(database_url: str, redis_url: str, workdir: Path) -> dict[str, str]
 
 
 def start_stack(stack: ExitStack, workdir: Path, env: dict[str, str] | None = None,
-                drill_routes: bool = False, app: str = "stevedores.wsgi:application") -> Stack:
+                drill_routes: bool = False, app: str = "stevedores.wsgi:application",
+                config: str = "python:stevedores.gunicorn_conf") -> Stack:
     """Database, Redis and gunicorn, each cleaned up by ``stack``."""
     database_url = stack.enter_context(temporary_postgres_database("stevedores_bench"))
     redis = RedisServer(workdir / "redis").start()
@@ -59,7 +60,7 @@ def start_stack(stack: ExitStack, workdir: Path, env: dict[str, str] | None = No
     if drill_routes:
         server_env["PYTHONPATH"] = str(install_drill_plugin(workdir / "site"))
     server_env.update(env or {})
-    server = GunicornServer(server_env, workdir / "gunicorn", app=app)
+    server = GunicornServer(server_env, workdir / "gunicorn", app=app, config=config)
     server.env["PYTHONPATH"] = ":".join(p for p in (str(HERE.parent), server.env.get("PYTHONPATH", "")) if p)
     stack.callback(server.stop)
     server.start("/health/live" if app.startswith("stevedores") else "/bare")
