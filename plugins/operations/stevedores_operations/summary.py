@@ -19,6 +19,7 @@ from typing import Any, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DBAPIError
 
 from .domain import (
     AT_BERTH,
@@ -33,7 +34,7 @@ from .domain import (
     iso,
     utcnow,
 )
-from .store import single_statements, tallied_by_call
+from .store import tallied_by_call
 from .tables import tallies, vessel_calls
 
 log = logging.getLogger("stevedores.operations")
@@ -42,21 +43,52 @@ CACHE_KEY = "operations:summary:v2"
 MIN_RATE_WINDOW = timedelta(minutes=15)
 
 
+#: The data fingerprint as plain SQL (PostgreSQL and SQLite alike), composed once.
+FINGERPRINT_SQL = (
+    f"SELECT (SELECT count(*) FROM {vessel_calls.name}), (SELECT coalesce(max(id), 0) FROM {vessel_calls.name}), "
+    f"(SELECT coalesce(sum(version), 0) FROM {vessel_calls.name}), (SELECT coalesce(max(id), 0) FROM {tallies.name})"
+)
+
+
 def data_fingerprint(engine: Engine) -> str:
     """Changes whenever a vessel call or a tally is added or a vessel call changes.
 
     Tallies are insert-only, so their highest id says it all (an index lookup, however
     many tallies there are); every change to a vessel call bumps its ``version``, and the
-    vessel calls are few. One statement, one round trip.
+    vessel calls are few. One statement, one round trip, on every request of the dashboard
+    and ``/api/summary``: the database is the one thing every worker of every instance
+    shares, so a write anywhere shows on the next request everywhere, Redis or not.
+
+    Sent through the pool's DB-API connection (pool checkout, pre-ping and timeouts as for
+    any query; psycopg prepares it server-side after a few runs), not a SQLAlchemy
+    Connection: measured under gunicorn on PostgreSQL, building and compiling the
+    expression per request took about 36 % of the dashboard's CPU time, and on this machine
+    ~800 µs CPU per call against ~300-450 µs through ``exec_driver_sql`` and ~150 µs
+    through the DB-API cursor (bench/RESULTS.md, "Profile"). Database errors are raised as
+    SQLAlchemy's ``DBAPIError`` (a dropped connection is invalidated), as any query's.
     """
-    fingerprint = select(
-        select(func.count()).select_from(vessel_calls).scalar_subquery(),
-        select(func.coalesce(func.max(vessel_calls.c.id), 0)).scalar_subquery(),
-        select(func.coalesce(func.sum(vessel_calls.c.version), 0)).scalar_subquery(),
-        select(func.coalesce(func.max(tallies.c.id), 0)).scalar_subquery(),
-    )
-    with single_statements(engine) as conn:
-        row = conn.execute(fingerprint).one()
+    dialect = engine.dialect
+    raw = engine.raw_connection()
+    try:
+        driver = raw.driver_connection
+        manual = getattr(driver, "autocommit", None) is False  # psycopg: no transaction, no COMMIT round trip
+        if manual:
+            driver.autocommit = True
+        cursor = raw.cursor()
+        try:
+            cursor.execute(FINGERPRINT_SQL)
+            row = cursor.fetchone()
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+                raw.invalidate(exc)
+            raise DBAPIError.instance(FINGERPRINT_SQL, None, exc, dialect.loaded_dbapi.Error,
+                                      dialect=dialect) from exc
+        finally:
+            cursor.close()
+        if manual and raw.is_valid:
+            driver.autocommit = False
+    finally:
+        raw.close()
     return "-".join(str(int(v)) for v in row)
 
 

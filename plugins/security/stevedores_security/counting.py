@@ -62,6 +62,9 @@ end
 return out
 """
 
+#: flask-limiter's scope of application limits (``ApplicationLimit.scope``): (client, scope) identify them.
+APPLICATION_SCOPE = "global"
+
 _GAVE_UP = "_stevedores_rate_limit_in_memory"
 _WINDOWS = "_stevedores_rate_limit_windows"
 _BATCHES = "_stevedores_rate_limit_batches"
@@ -116,7 +119,7 @@ class ResilientCounter:
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """Consume ``cost`` from the limit; True when it was not exceeded."""
-        if cost == 1 and item in self._batch:
+        if cost == 1 and identifiers[-1:] == (APPLICATION_SCOPE,) and item in self._batch:
             return self._hit_batch(item, identifiers)
         return self._hit_one(item, identifiers, cost)
 
