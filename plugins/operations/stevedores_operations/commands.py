@@ -99,15 +99,15 @@ def register(cli: click.Group) -> None:
     @click.option("--force", is_flag=True, help="Add the sample even if vessel calls exist.")
     def demo_data(force: bool) -> None:
         """Load a sample: vessel calls in every state and about a day of tallies."""
-        from .demo import has_data, load_demo
+        from .demo import load_demo_once
 
         _runtime, engine = _engine()
         try:
-            if has_data(engine) and not force:
+            loaded = load_demo_once(engine, force)  # once, even from several instances at once
+            if loaded is None:
                 click.echo("vessel calls exist already; nothing loaded (use --force to add the sample anyway)")
                 return
-            calls, tallies = load_demo(engine)
-            click.echo(f"loaded {calls} vessel calls and {tallies} tallies")
+            click.echo(f"loaded {loaded[0]} vessel calls and {loaded[1]} tallies")
         finally:
             engine.dispose()
 

@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import random
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Sequence
+from typing import Any, Iterator, Sequence
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from .domain import DEFAULT_SHIFTS, STATUSES, current_shift, timestamp_column, utcnow
+from .locks import exclusive
 from .tables import tallies, vessel_calls
 
 H = timedelta(hours=1)
@@ -30,18 +32,30 @@ CALLS: Sequence[tuple[Any, ...]] = (
 ZONES = ("A1", "A2", "A3", "B1", "B2", "H1")
 
 
-def has_data(engine: Engine) -> bool:
+def has_data(engine: Engine | Connection) -> bool:
     """Whether any vessel call exists already."""
-    with engine.connect() as conn:
+    with _connection(engine) as conn:
         return bool(conn.execute(select(func.count()).select_from(vessel_calls)).scalar())
 
 
-def load_demo(engine: Engine, now: datetime | None = None, seed: int = 7) -> tuple[int, int]:
-    """Insert the sample in one transaction; returns (vessel calls, tallies) added."""
+def load_demo_once(engine: Engine, force: bool = False) -> tuple[int, int] | None:
+    """Load the sample unless vessel calls exist (``force``: anyway); None when nothing was loaded.
+
+    Safe from several instances at once: the check and the load run in one transaction
+    holding the ``demo-data`` lock (locks.py), so the sample is loaded exactly once.
+    """
+    with exclusive(engine, "demo-data") as conn:
+        if has_data(conn) and not force:
+            return None
+        return load_demo(conn)
+
+
+def load_demo(engine: Engine | Connection, now: datetime | None = None, seed: int = 7) -> tuple[int, int]:
+    """Insert the sample in one transaction (or in the given connection's); returns (vessel calls, tallies)."""
     now = now or utcnow()
     rng = random.Random(seed)
     n_tallies = 0
-    with engine.begin() as conn:
+    with _connection(engine, begin=True) as conn:
         for name, line, vtype, otype, berth, plan, status, since, start_h, end_h in CALLS:
             reached = STATUSES.index(status)
             times = {}
@@ -61,6 +75,16 @@ def load_demo(engine: Engine, now: datetime | None = None, seed: int = 7) -> tup
                     conn.execute(insert(tallies), rows)
                 n_tallies += len(rows)
     return len(CALLS), n_tallies
+
+
+@contextmanager
+def _connection(engine: Engine | Connection, begin: bool = False) -> Iterator[Connection]:
+    """The given connection as is, or a new one from the engine (in a transaction with ``begin``)."""
+    if isinstance(engine, Connection):
+        yield engine
+        return
+    with engine.begin() if begin else engine.connect() as conn:
+        yield conn
 
 
 def _tallies(rng: random.Random, call_id: int, plan: Sequence[int], start: datetime, end: datetime) -> list[dict]:

@@ -129,3 +129,31 @@ def test_cli_db_upgrade_users_and_demo_data(tmp_path: Path) -> None:
     engine.dispose()
     assert stored != token and len(stored) == 64  # only the hash is stored
     assert {"expected", "arrived", "berthed", "operations_active", "departed"} <= statuses
+
+
+@pytest.mark.timeout(120)
+def test_demo_data_from_several_instances_at_once_loads_once(tmp_path: Path) -> None:
+    """Three fresh instances run `stevedores demo-data` together on one empty PostgreSQL database:
+    one migrates and loads, the others wait on the locks and find the work done; all exit 0."""
+    from stevedores.testing import temporary_postgres_database
+
+    with temporary_postgres_database("stevedores_demo") as url:
+        environ = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("STEVEDORES_", "FLASK_", "OPERATIONS_", "REDIS_", "SECRET_"))}
+        environ.update({"DATABASE_URL": url, "LOG_FILE": "none", "STEVEDORES_PLUGINS": "operations"})
+        runs = [subprocess.Popen([STEVEDORES, "demo-data"], env=environ, cwd=tmp_path, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        try:
+            outputs = [run.communicate(timeout=90) for run in runs]
+        finally:
+            for run in runs:
+                if run.poll() is None:
+                    run.kill()
+        engine = create_engine(url)
+        with engine.connect() as conn:
+            calls = conn.execute(text("SELECT count(*) FROM operations_vessel_calls")).scalar()
+        engine.dispose()
+    assert [run.returncode for run in runs] == [0, 0, 0], outputs
+    assert calls == 6, outputs
+    loaded = [out for out, _err in outputs if out.startswith("loaded 6 vessel calls")]
+    assert len(loaded) == 1 and sum("nothing loaded" in out for out, _err in outputs) == 2, outputs
