@@ -1,63 +1,89 @@
-"""Server-rendered SVG charts (no script, no inline style: they pass a strict CSP)."""
+"""Server-rendered charts: no script, no inline style, so they pass a strict CSP.
+
+The lines are an SVG stretched to the plot box (``preserveAspectRatio="none"``, strokes with
+``vector-effect="non-scaling-stroke"``); every piece of text is HTML beside it, so it keeps the
+page's font size whatever the width, from a 375 px phone to a 2560 px wall screen (text inside an
+SVG viewBox scales with the drawing). Ticks sit at fixed fractions of the axes (0, 25, 50, 75,
+100 %), placed by CSS classes, and the totals are a legend under the plot instead of labels at
+the lines' ends, which collided whenever two lines ended close together.
+"""
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Mapping, Sequence
 
 from markupsafe import Markup, escape
 
-WIDTH, HEIGHT = 480, 260
-LEFT, RIGHT, TOP, BOTTOM = 50, 10, 16, 30
+#: The drawing's own coordinates; the SVG is stretched to the plot box, so only proportions matter.
+WIDTH, HEIGHT = 1000, 400
 COLOURS = {"discharge": "#0b6fa4", "load": "#b45309"}
+TICKS = (0, 25, 50, 75, 100)  # percent along each axis; operations.css has a class per tick
+
+
+def nice_ceiling(value: float, ticks: int = len(TICKS) - 1) -> int:
+    """The smallest ``ticks`` x step >= ``value`` for a whole step of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5 or 8
+    x 10^n, so the axis reads 0, 500, 1,000, 1,500, 2,000 rather than 0, 475, 950, 1,425, 1,900."""
+    step_needed = max(value / ticks, 1)
+    magnitude = 10 ** math.floor(math.log10(step_needed))
+    step = next(m * magnitude for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 7.5, 8, 10)
+                if m * magnitude >= step_needed and float(m * magnitude).is_integer())
+    return int(step * ticks)
 
 
 def cumulative_chart(series: Sequence[tuple[datetime, str, int]], planned: Mapping[str, int],
                      now: datetime, title: str) -> Markup:
-    """Cumulative units over time per direction, with the planned total as a dashed line."""
+    """Cumulative units over time per plan direction, the planned totals dashed.
+
+    ``series``: (minute, direction, units) oldest first; ``planned``: units per direction.
+    """
     directions = [d for d in ("discharge", "load") if planned.get(d) or any(s[1] == d for s in series)]
     if not series:
         return Markup('<p class="muted">No tallies yet: the chart appears with the first one.</p>')
     start = series[0][0]
     end = max(now, series[-1][0])
     span = max((end - start).total_seconds(), 60.0)
-    top = max([planned.get(d, 0) for d in directions] + [sum(u for _t, dd, u in series if dd == d)
-                                                         for d in directions] + [1])
-    plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
+    totals = {d: sum(u for _t, dd, u in series if dd == d) for d in directions}
+    top = nice_ceiling(max([planned.get(d, 0) for d in directions] + list(totals.values()) + [1]))
 
     def x(moment: datetime) -> float:
-        return LEFT + plot_w * (moment - start).total_seconds() / span
+        return WIDTH * (moment - start).total_seconds() / span
 
     def y(units: float) -> float:
-        return TOP + plot_h * (1 - units / top)
+        return HEIGHT * (1 - units / top)
 
-    parts = [f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{escape(title)}" '
-             f'xmlns="http://www.w3.org/2000/svg"><title>{escape(title)}</title>']
-    for i in range(5):
-        units = top * i / 4
-        parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(units):.1f}" y2="{y(units):.1f}" '
-                     f'stroke="#d6dde3" stroke-width="1"/>')
-        parts.append(f'<text x="{LEFT - 6}" y="{y(units) + 4:.1f}" text-anchor="end" font-size="14" '
-                     f'fill="#5b6b78">{int(units)}</text>')
-    for i in range(5):
-        moment = start + (end - start) * i / 4
-        anchor = "start" if i == 0 else "end" if i == 4 else "middle"
-        parts.append(f'<text x="{x(moment):.1f}" y="{HEIGHT - 8}" text-anchor="{anchor}" font-size="14" '
-                     f'fill="#5b6b78">{moment:%H:%M}</text>')
+    svg = [f'<svg class="chart-lines" viewBox="0 0 {WIDTH} {HEIGHT}" preserveAspectRatio="none" aria-hidden="true" '
+           'xmlns="http://www.w3.org/2000/svg">']
+    for tick in TICKS:
+        level = HEIGHT * (1 - tick / 100)
+        svg.append(f'<line x1="0" x2="{WIDTH}" y1="{level:.1f}" y2="{level:.1f}" stroke="#d6dde3" stroke-width="1" '
+                   'vector-effect="non-scaling-stroke"/>')
     for direction in directions:
         colour = COLOURS[direction]
         if planned.get(direction):
-            parts.append(f'<line x1="{LEFT}" x2="{WIDTH - RIGHT}" y1="{y(planned[direction]):.1f}" '
-                         f'y2="{y(planned[direction]):.1f}" stroke="{colour}" stroke-dasharray="6 4" '
-                         f'stroke-width="1.5"/>')
-        total, points = 0, [f"{LEFT:.1f},{y(0):.1f}"]
+            level = y(planned[direction])
+            svg.append(f'<line x1="0" x2="{WIDTH}" y1="{level:.1f}" y2="{level:.1f}" stroke="{colour}" '
+                       'stroke-dasharray="6 4" stroke-width="1.5" vector-effect="non-scaling-stroke"/>')
+        total, points = 0, [f"0,{y(0):.1f}"]
         for moment, d, units in series:
             if d == direction:
                 total += units
                 points.append(f"{x(moment):.1f},{y(total):.1f}")
         points.append(f"{x(end):.1f},{y(total):.1f}")
-        parts.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" points="{" ".join(points)}"/>')
-        parts.append(f'<text x="{WIDTH - RIGHT}" y="{max(y(total) - 6, TOP + 10):.1f}" text-anchor="end" '
-                     f'font-size="15" fill="{colour}">{direction} {total}</text>')
-    parts.append("</svg>")
-    return Markup("".join(parts))
+        svg.append(f'<polyline fill="none" stroke="{colour}" stroke-width="2.5" vector-effect="non-scaling-stroke" '
+                   f'points="{" ".join(points)}"/>')
+    svg.append("</svg>")
+    # The widest label, once more, invisible and in the flow: it gives the axis its width.
+    y_labels = f'<span class="chart-sizer" aria-hidden="true">{top:,}</span>' + "".join(
+        f'<span class="chart-label y-{tick}">{round(top * tick / 100):,}</span>' for tick in TICKS)
+    x_labels = "".join(f'<span class="chart-label x-{tick}">{start + (end - start) * tick / 100:%H:%M}</span>'
+                       for tick in TICKS)
+    legend = "".join(
+        f'<li class="chart-label legend-{d}">{d} {totals[d]:,}'
+        + (f' <span class="muted">of {planned[d]:,} planned</span>' if planned.get(d) else "") + "</li>"
+        for d in directions)
+    return Markup(
+        f'<div class="chart" role="img" aria-label="{escape(title)}">'
+        f'<div class="chart-y">{y_labels}</div><div class="chart-plot">{"".join(svg)}</div>'
+        f'<div class="chart-x">{x_labels}</div></div><ul class="chart-legend">{legend}</ul>')

@@ -25,6 +25,7 @@ from .domain import (
     parse_iso,
     timestamp_column,
 )
+from .durations import duration_words
 from .redirects import safe_next
 from .store import post_tally, update_vessel_call
 from .validation import displayable
@@ -53,6 +54,8 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
     @pages.app_template_filter("when")
     def when(value: str | None) -> str:
         return _hhmm(value)
+
+    pages.add_app_template_filter(duration_words, "duration")
 
     @pages.app_context_processor
     def page_context() -> dict[str, Any]:

@@ -51,7 +51,7 @@ def test_a_clerk_posts_a_tally_from_a_phone(make_stevedores_app: Any, stevedores
             page.wait_for_selector("text=Tallied 7 auto discharged in zone A1")
             assert line.inner_text() == "7 / 100"
             pages.append(page.content())
-            assert page.locator("svg.chart polyline").count() >= 1
+            assert page.locator(".chart svg polyline").count() >= 1
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
             page.goto(server.url + "/")
             assert page.locator(f"#call-{call_id} .percent").inner_text() == "4%"  # 7 of 160
