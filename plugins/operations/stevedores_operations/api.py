@@ -12,6 +12,7 @@ from flask import Blueprint, Flask, jsonify, request
 from werkzeug.exceptions import HTTPException
 
 from .accounts import may
+from .conditional import conditional_response
 from .context import bearer_user, state
 from .domain import FieldError, OperationsError, ValidationError
 from .store import (
@@ -64,7 +65,7 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
 
     @api.get("/summary")
     def summary() -> Any:
-        return jsonify(state().summary.get())
+        return conditional_response(*state().summary.current(), mimetype="application/json")
 
     @api.get("/vessel-calls")
     def vessel_calls_index() -> Any:

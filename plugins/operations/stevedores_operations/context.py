@@ -59,8 +59,9 @@ class OperationsState:
     tokens: TokenCache = field(default_factory=lambda: TokenCache())
     vessel_views: VesselViews = field(default_factory=VesselViews)
     status_page: str | None = None
-    #: The last dashboard rendered for a visitor without a session: (summary JSON, HTML). Per process.
-    anonymous_page: tuple[str, str] | None = None
+    #: The last dashboard rendered for a visitor without a session: (summary JSON, HTML, ETag or None).
+    #: Per process.
+    anonymous_page: tuple[str, str, str | None] | None = None
 
     @property
     def engine(self) -> Engine:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
 
 from .accounts import authenticate, may
+from .conditional import carries_nonce, conditional_response, etag_of
 from .context import csrf_token, form_data, require_csrf, session_user, state
 from .domain import (
     CATEGORIES,
@@ -68,14 +69,17 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
         raw = ops.summary.get_json()
         anonymous = not session  # no login, no flash message, no CSRF token: the page is the same for everyone
         memo = ops.anonymous_page
+        etag = None
         if anonymous and memo is not None and memo[0] == raw:
-            html = memo[1]
+            html, etag = memo[1], memo[2]
         else:
             html = render_template("operations/dashboard.html", summary=json.loads(raw))
-            if anonymous:
-                ops.anonymous_page = (raw, html)
-        response = app.make_response(html)
-        # Never stored: logged in, it carries the user's name and CSRF token; anonymous, a per-request CSP nonce.
+            if anonymous and not session:  # rendering started no session
+                etag = None if carries_nonce(html) else etag_of(html)
+                ops.anonymous_page = (raw, html, etag)
+        response = conditional_response(html, etag)
+        # Never stored: logged in, it carries the user's name and CSRF token. Anonymous, pollers revalidate
+        # it with If-None-Match (conditional.py).
         response.headers["Cache-Control"] = "no-store"
         return response
 
@@ -148,9 +152,9 @@ def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, stat
     # No login, no flash message, no CSRF token, no form: the page is the same for every such visitor.
     anonymous = not session and errors is None and form is None and status == 200
     if anonymous:
-        html = ops.vessel_views.anonymous_html(view)
-        if html is not None:
-            return html, status
+        page = ops.vessel_views.anonymous_page(view)
+        if page is not None:
+            return conditional_response(*page)
     call = view.call
     here = STATUSES.index(call["status"])
     user = session_user()
@@ -166,5 +170,7 @@ def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, stat
     }
     html = render_template("operations/vessel.html", **context)
     if anonymous and not session:  # rendering did not start a session (no CSRF token, no flash)
-        ops.vessel_views.remember_anonymous_html(view, html)
+        etag = None if carries_nonce(html) else etag_of(html)
+        ops.vessel_views.remember_anonymous_page(view, html, etag)
+        return conditional_response(html, etag)
     return html, status

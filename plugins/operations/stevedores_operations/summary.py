@@ -21,6 +21,7 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from .conditional import etag_of
 from .domain import (
     AT_BERTH,
     CATEGORIES,
@@ -180,10 +181,22 @@ class SummaryCache:
         self.shift_starts, self.berths = shift_starts, berths
         self._computing = threading.Lock()
         self._local: tuple[float, str, str] | None = None  # (monotonic expiry, fingerprint, JSON)
+        self._etag: tuple[str, str] | None = None  # (JSON, its ETag)
 
     def get(self) -> dict[str, Any]:
         """The summary from the cache, or computed (and cached) now."""
         return json.loads(self.get_json())
+
+    def current(self) -> tuple[str, str]:
+        """(the summary's JSON text, its ETag) for the data as it is now; the ETag is computed
+        once per text (the same text object is returned while the fingerprint holds)."""
+        text = self.get_json()
+        memo = self._etag
+        if memo is not None and memo[0] is text:
+            return text, memo[1]
+        etag = etag_of(text)
+        self._etag = (text, etag)
+        return text, etag
 
     def get_json(self) -> str:
         """The summary as the JSON text that is cached, for the data as it is now."""

@@ -43,7 +43,7 @@ class VesselViews:
 
     max_entries: int = 256
     _views: dict[int, VesselView] = field(default_factory=dict)
-    _anonymous_html: dict[int, tuple[Hashable, str]] = field(default_factory=dict)
+    _anonymous_pages: dict[int, tuple[Hashable, str, str | None]] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def get(self, engine: Engine, call_id: int, now: datetime | None = None) -> VesselView:
@@ -69,15 +69,15 @@ class VesselViews:
                 self._views.pop(next(iter(self._views)))
         return view
 
-    def anonymous_html(self, view: VesselView) -> str | None:
-        """The page rendered for this exact view for a visitor without a session, if remembered."""
-        memo = self._anonymous_html.get(view.call["id"])
-        return memo[1] if memo is not None and memo[0] == view.key else None
+    def anonymous_page(self, view: VesselView) -> tuple[str, str | None] | None:
+        """(HTML, ETag or None) rendered for this exact view for a visitor without a session, if remembered."""
+        memo = self._anonymous_pages.get(view.call["id"])
+        return (memo[1], memo[2]) if memo is not None and memo[0] == view.key else None
 
-    def remember_anonymous_html(self, view: VesselView, html: str) -> None:
-        """Keep the anonymous rendering of ``view`` (one per vessel call, bounded like the views)."""
+    def remember_anonymous_page(self, view: VesselView, html: str, etag: str | None) -> None:
+        """Keep the anonymous rendering of ``view`` and its ETag (one per vessel call, bounded like the views)."""
         with self._lock:
-            self._anonymous_html.pop(view.call["id"], None)
-            self._anonymous_html[view.call["id"]] = (view.key, html)
-            while len(self._anonymous_html) > self.max_entries:
-                self._anonymous_html.pop(next(iter(self._anonymous_html)))
+            self._anonymous_pages.pop(view.call["id"], None)
+            self._anonymous_pages[view.call["id"]] = (view.key, html, etag)
+            while len(self._anonymous_pages) > self.max_entries:
+                self._anonymous_pages.pop(next(iter(self._anonymous_pages)))

@@ -255,3 +255,55 @@ def test_workers_with_their_own_memory_caches_agree_after_a_write(site: Any, ops
     finally:
         summary_module.compute_summary = original
 
+
+
+def test_polled_pages_and_summary_answer_304_until_the_data_changes(site: Any, ops: Any) -> None:
+    """Conditional GET: anonymous /, a vessel page and /api/summary carry an ETag; If-None-Match gets 304
+    while nothing changed, and the new body (another ETag) once a tally is posted."""
+    from stevedores_operations.summary import SummaryCache
+
+    app, _services, call_id = site
+    client = app.test_client()
+    paths = ("/", f"/vessels/{call_id}", "/api/summary")
+    first = {path: client.get(path) for path in paths}
+    for path, response in first.items():
+        assert response.status_code == 200 and response.headers.get("ETag"), path
+        again = client.get(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert again.status_code == 304 and again.data == b"", path
+        assert again.headers["ETag"] == response.headers["ETag"]
+        assert client.get(path, headers={"If-None-Match": '"something-else"'}).status_code == 200
+    assert first["/api/summary"].json["totals"]["shift_units"] == 0
+    assert first["/"].headers["Cache-Control"] == "no-store"  # kept: browsers store nothing; pollers revalidate
+    assert isinstance(app.extensions["operations"].summary, SummaryCache)
+
+    writer = app.test_client()
+    login(writer, "clara", ops.PASSWORD)
+    assert "ETag" not in writer.get("/").headers  # a logged-in page (name, CSRF token) has none
+    page = writer.get(f"/vessels/{call_id}")
+    assert "ETag" not in page.headers
+    writer.post(f"/vessels/{call_id}/tallies", data={"csrf_token": csrf_of(page.data), "direction": "discharged",
+                                                      "category": "auto", "units": "7", "zone": "A1"})
+    for path, response in first.items():
+        changed = client.get(path, headers={"If-None-Match": response.headers["ETag"]})
+        assert changed.status_code == 200 and changed.headers["ETag"] != response.headers["ETag"], path
+    assert client.get("/api/summary").json["totals"]["shift_units"] == 7
+
+
+def test_a_page_whose_body_carries_the_nonce_gets_no_etag(make_stevedores_app: Any, tmp_path: Any) -> None:
+    """A 304 would keep a body whose nonce no longer matches the new CSP: such a body is never tagged.
+    The dashboard carries no nonce, so it is tagged, and its 304 comes with a fresh CSP nonce."""
+    from flask import request
+    from stevedores_operations.conditional import carries_nonce
+
+    app = make_stevedores_app(plugins=["operations", "security"],
+                              env={"DATABASE_URL": f"sqlite:///{tmp_path / 'nonce.sqlite3'}"})
+    with app.test_request_context("/"):
+        request.csp_nonce = "n0nce-value"
+        assert carries_nonce('<script nonce="n0nce-value"></script>')
+        assert not carries_nonce("<p>no inline code</p>")
+    client = app.test_client()
+    page = client.get("/")
+    nonce = re.search(r"'nonce-([^']+)'", page.headers["Content-Security-Policy"]).group(1)
+    assert nonce.encode() not in page.data and page.headers.get("ETag")
+    revalidated = client.get("/", headers={"If-None-Match": page.headers["ETag"]})
+    assert revalidated.status_code == 304 and nonce not in revalidated.headers["Content-Security-Policy"]
