@@ -70,6 +70,7 @@ def test_sigterm_fails_readiness_keeps_serving_then_finishes_in_flight(
             assert time.monotonic() - sent < 2, "readiness still 200 two seconds after SIGTERM"
         not_ready_after = time.monotonic() - sent
         assert json.loads(body) == {"status": "not_ready", "reason": "draining"}
+        assert _call(server.url + "/health/quick")[0] == 503  # load balancers polling the quick probe see it too
         served: list[tuple[int, int]] = []
         while time.monotonic() - sent < DRAIN - 0.6:  # new connections, each its own
             served.append((_call(server.url + "/")[0], _call(server.url + "/echo", data=b"tally")[0]))
@@ -110,7 +111,10 @@ def test_readiness_answers_503_while_draining(make_stevedores_app: Any) -> None:
         DRAINING.set()
         response = client.get("/health/ready")
         assert response.status_code == 503 and response.json == {"status": "not_ready", "reason": "draining"}
+        quick = client.get("/health/quick")
+        assert quick.status_code == 503 and quick.json["reason"] == "draining"
         assert client.get("/health/live").status_code == 200
     finally:
         DRAINING.clear()
     assert client.get("/health/ready").status_code == 200
+    assert client.get("/health/quick").status_code == 200

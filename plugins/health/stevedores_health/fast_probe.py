@@ -5,8 +5,8 @@ request machinery (routing, context, session, before/after handlers) is pure ove
 This WSGI middleware sits innermost (order 990): ProxyFix, the security plugin's header
 safety net and the metrics timer still wrap it, so the answer carries every baseline
 header and is counted under its route. It steps aside, to the Flask view, for anything
-else: another path or method, an operator's Authorization header (full details), or a
-process with no snapshot yet.
+else: another path or method, an operator's Authorization header (full details), a
+process with no snapshot yet, or a draining instance (the view answers 503 "draining").
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from __future__ import annotations
 from http import HTTPStatus
 from typing import Any, Callable
 
-from stevedores import Middleware
+from stevedores import Middleware, is_draining
 from stevedores.routes import ROUTE_ENVIRON_KEY
 
 from .snapshot import QuickSnapshot
@@ -32,7 +32,7 @@ def quick_probe_middleware(snapshot: QuickSnapshot) -> Middleware:
         def serve(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             method = environ.get("REQUEST_METHOD")
             if (environ.get("PATH_INFO") != QUICK_PATH or method not in ("GET", "HEAD")
-                    or "HTTP_AUTHORIZATION" in environ or snapshot.report is None):
+                    or "HTTP_AUTHORIZATION" in environ or snapshot.report is None or is_draining()):
                 return app(environ, start_response)
             report = snapshot.current()
             age = report.age()

@@ -20,6 +20,8 @@ from .status_page import status_data
 
 JSON = "application/json"
 _STARTED = time.monotonic()
+#: What /health/ready and /health/quick answer (503) while the instance drains after SIGTERM.
+DRAINING_BODY = dumps({"status": "not_ready", "reason": "draining"})
 
 
 def _json(body: str | bytes, status: int, **headers: str) -> Response:
@@ -47,8 +49,10 @@ def create_blueprint() -> Blueprint:
     def quick() -> Response:
         """The last comprehensive result (statuses; operators get everything) and its age.
 
-        Never waits on a dependency once a snapshot exists.
+        Never waits on a dependency once a snapshot exists. 503 ``draining`` after SIGTERM.
         """
+        if is_draining():
+            return _json(DRAINING_BODY, 503)
         report = get_state(current_app).snapshot.current()
         age = report.age()
         if is_operator():
@@ -72,7 +76,7 @@ def create_blueprint() -> Blueprint:
         A 503 names its ``reason``: ``draining``, or the critical checks that failed.
         """
         if is_draining():
-            return _json(dumps({"status": "not_ready", "reason": "draining"}), 503)
+            return _json(DRAINING_BODY, 503)
         report = get_state(current_app).run_critical()
         body = {"status": "ready" if report.critical_ok else "not_ready", "timestamp": report.iso_timestamp,
                 "checks": report.as_dict(operator=is_operator())["checks"]}
