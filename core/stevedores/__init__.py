@@ -8,7 +8,7 @@ and ``operator_only`` for operator-only routes.
 import pluggy
 
 from .app import create_app
-from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+from .contracts import HealthCheck, MenuLink, Middleware, StatusPanel, WorkerProposal
 from .database import unbounded_statements
 from .drain import is_draining
 from .operator import is_operator, operator_only
@@ -22,7 +22,7 @@ hookimpl = pluggy.HookimplMarker("stevedores")
 
 __all__ = [
     "AddressList", "Bool", "Choice", "ConfigError", "Csv", "Float", "HealthCheck", "Int", "MenuLink", "Middleware",
-    "Runtime", "Setting", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
+    "Runtime", "Setting", "StatusPanel", "Str", "Url", "WorkerProposal", "__version__", "create_app", "get_runtime",
     "get_service", "hookimpl", "infrastructure", "is_draining", "is_infrastructure", "is_operator", "operator_only",
     "unbounded_statements",
 ]

@@ -47,6 +47,7 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
     # Just outside Flask, inside the plugins' WSGI layers (their headers and metrics cover the 413).
     app.wsgi_app = BodyLimit(app.wsgi_app, config["MAX_CONTENT_LENGTH"])  # type: ignore[method-assign]
     _compose_middleware(app, runtime)
+    app.context_processor(lambda: {"stevedores_nav": [(p, link) for p, link in runtime.menu_links if link.nav]})
     if not any(rule.rule == "/" for rule in app.url_map.iter_rules()):
         app.add_url_rule("/", "stevedores_landing", _landing)
     # Outermost: everything below sees the client address and scheme as the trusted proxy gave them.

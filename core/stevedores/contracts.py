@@ -12,8 +12,23 @@ from typing import Any, Callable, Mapping
 
 WSGIApp = Callable[..., Any]
 
-#: Status words a health check may report in its result's ``status`` key.
-HEALTH_STATUSES = ("healthy", "degraded", "warning", "error", "unhealthy")
+@dataclass(frozen=True)
+class StatusPanel:
+    """A card on the operators' status page, drawn by the plugin that owns a health check
+    from that check's latest result (see :attr:`HealthCheck.panel`).
+
+    ``text`` is the headline (``"open"``, ``"62.5%"``), ``detail`` a muted line under it.
+    With ``percent`` (0-100) the card shows a meter, whose ``warning_percent`` and
+    ``critical_percent`` mark the plugin's own thresholds. The card takes the colour of
+    the check's status.
+    """
+
+    title: str
+    text: str
+    detail: str = ""
+    percent: float | None = None
+    warning_percent: float | None = None
+    critical_percent: float | None = None
 
 
 @dataclass(frozen=True)
@@ -21,9 +36,11 @@ class HealthCheck:
     """One named health check.
 
     ``func`` takes no argument and returns a mapping with at least ``status``
-    (one of :data:`HEALTH_STATUSES`) plus any figures worth showing; raising is a
-    failure. ``critical`` failures make the instance unhealthy (HTTP 503);
-    non-critical ones only degrade it. ``timeout`` is in seconds.
+    (``healthy``, ``degraded``, ``warning``, ``error`` or ``unhealthy``) plus any figures
+    worth showing; raising is a failure. ``critical`` failures make the instance
+    unhealthy (HTTP 503); non-critical ones only degrade it. ``timeout`` is in seconds.
+    ``panel``, if given, turns the check's result (as the reader of the status page sees
+    it, so figures may be missing) into a :class:`StatusPanel`, or None for no card.
     """
 
     name: str
@@ -31,6 +48,7 @@ class HealthCheck:
     critical: bool = False
     timeout: float = 2.0
     description: str = ""
+    panel: Callable[[Mapping[str, Any]], StatusPanel | None] | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -82,8 +100,15 @@ class WorkerProposal:
 
 @dataclass(frozen=True)
 class MenuLink:
-    """A link a plugin offers on the landing page (``href`` is site-relative)."""
+    """A link a plugin offers on the landing page (``href`` is site-relative).
+
+    ``nav=True`` also puts it in the top navigation of every page built on the core's
+    ``stevedores/base.html`` (template variable ``stevedores_nav``: ``(plugin, MenuLink)``
+    pairs), so that pages of different plugins link to each other without naming each
+    other's routes.
+    """
 
     title: str
     href: str
     description: str = ""
+    nav: bool = False

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
     from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
     from .settings import Config, Problem, Setting
-    from .telemetry import Telemetry
+    from .telemetry import Metric, Telemetry
 
 hookspec = pluggy.HookspecMarker("stevedores")
 
@@ -45,6 +45,16 @@ def stevedores_check_config(config: Config) -> list[Problem] | None:
     Return a list of :class:`stevedores.settings.Problem` (``Problem(name, message)``
     naming the setting at fault); every plugin's problems are reported together as a
     :class:`stevedores.settings.ConfigError`, so start-up stops before anything runs.
+    """
+
+
+@hookspec
+def stevedores_metrics() -> list[Metric] | None:
+    """Declare the figures this plugin reports through the telemetry.
+
+    Called once, before ``stevedores_services``. Return a list of
+    :class:`stevedores.telemetry.Metric` (name, kind, help, gauge aggregation, buckets);
+    a metrics plugin reads them with ``telemetry.declared(name)``.
     """
 
 

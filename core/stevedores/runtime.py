@@ -15,7 +15,7 @@ from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
 from .database import EngineHolder
 from .plugins import Plugins
 from .settings import CORE_SETTINGS, Config, ConfigError, Problem, Setting, read_config
-from .telemetry import Telemetry
+from .telemetry import Metric, Telemetry
 from .workers import WorkerDecision, decide_workers
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ class Runtime:
         if dry_run:
             config = config.with_values("dry run", **DRY_RUN_VALUES)
         runtime = cls(plugins, config)
+        runtime.telemetry.declare(*(m for _plugin, m in runtime._collect(None, "stevedores_metrics", Metric)))
         runtime._gather_services()
         return runtime
 

@@ -7,13 +7,42 @@ also passed to ``stevedores_services`` as ``telemetry``). Calls are safe from an
 and a failing sink never breaks the caller.
 
 Names are ``snake_case`` with the unit as suffix (``_seconds``, ``_bytes``); keep label
-values few (route patterns, not URLs). docs/plugins.md lists the names in use.
+values few (route patterns, not URLs). The plugin that reports a figure declares it
+(:class:`Metric`, through the ``stevedores_metrics`` hook), so a metrics plugin learns the
+kind, help text and aggregation from the runtime, never from a list of other plugins' names.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from dataclasses import dataclass
+from typing import Mapping, Protocol
+
+KINDS = ("counter", "gauge", "histogram")
+#: How a gauge reported by several processes (gunicorn workers) reads as one figure:
+#: ``max`` the highest live process's value (a state where the worst worker matters),
+#: ``recent`` the latest value any live process reported (a figure about the whole instance).
+GAUGE_AGGREGATIONS = ("max", "recent")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A figure a plugin reports: ``name`` (without any exporter prefix), ``kind`` (one of
+    :data:`KINDS`), ``help`` (one sentence, units included), for gauges ``aggregation``
+    (one of :data:`GAUGE_AGGREGATIONS`), for histograms optional ``buckets`` (upper bounds,
+    in the metric's unit). Raises ValueError for an unknown kind or aggregation."""
+
+    name: str
+    kind: str
+    help: str
+    aggregation: str = "recent"
+    buckets: tuple[float, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"Metric {self.name!r}: kind must be one of {', '.join(KINDS)}")
+        if self.aggregation not in GAUGE_AGGREGATIONS:
+            raise ValueError(f"Metric {self.name!r}: aggregation must be one of {', '.join(GAUGE_AGGREGATIONS)}")
 
 log = logging.getLogger("stevedores.telemetry")
 
@@ -36,6 +65,20 @@ class Telemetry:
 
     def __init__(self) -> None:
         self._sinks: tuple[Sink, ...] = ()
+        self._declared: dict[str, Metric] = {}
+
+    def declare(self, *metrics: Metric) -> None:
+        """Record what each name means (the runtime does this from ``stevedores_metrics``)."""
+        self._declared.update((m.name, m) for m in metrics)
+
+    def declared(self, name: str) -> Metric | None:
+        """The declaration of ``name``, or None when no plugin declared it."""
+        return self._declared.get(name)
+
+    @property
+    def metrics(self) -> Mapping[str, Metric]:
+        """Every declared metric by name."""
+        return dict(self._declared)
 
     def subscribe(self, sink: Sink) -> None:
         """Receive every figure reported from now on."""

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from stevedores import HealthCheck, MenuLink, Middleware, Setting, get_runtime, hookimpl
+from stevedores.telemetry import Metric
 
 from .checks import application_check, database_check, system_check, writable_location
 from .fast_probe import quick_probe_middleware
@@ -23,6 +24,13 @@ from .views import create_blueprint
 def stevedores_settings() -> list[Setting]:
     """HEALTH_* settings (see the README)."""
     return list(SETTINGS)
+
+
+@hookimpl
+def stevedores_metrics() -> list[Metric]:
+    """The latest result and the duration of each check."""
+    return [Metric("health_check_status", "gauge", "Latest result of each health check: 1 pass, 0 fail."),
+            Metric("health_check_duration_seconds", "histogram", "Duration of each health check run.")]
 
 
 @hookimpl
@@ -55,7 +63,8 @@ def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
 def stevedores_menu_links() -> list[MenuLink]:
     """The status page and the probes on the landing page."""
     return [
-        MenuLink("Status", "/status", "Every health check, the Redis breaker, memory, workers and plugins."),
+        MenuLink("Status", "/status", "Every health check, the Redis breaker, memory, workers and plugins.",
+                 nav=True),
         MenuLink("Health", "/health", "Comprehensive health (JSON; 503 when a critical check fails)."),
         MenuLink("Liveness probe", "/health/live", "The process answers (no dependency checked)."),
     ]

@@ -16,7 +16,7 @@ from stevedores import infrastructure, is_draining, is_operator, operator_only
 
 from .report import FAILED, dumps
 from .state import get_state
-from .status_page import status_data
+from .status_page import shown, status_data
 
 JSON = "application/json"
 _STARTED = time.monotonic()
@@ -91,7 +91,8 @@ def create_blueprint() -> Blueprint:
         """The operators' status page (HTML; refreshes itself through static/status.js)."""
         state = get_state(current_app)
         data = status_data(state, state.snapshot.current(), operator=is_operator())
-        response = Response(render_template("health/status.html", data=data, h=data["health"]), mimetype="text/html")
+        page = render_template("health/status.html", data=data, h=data["health"], show=shown, initial=dumps(data))
+        response = Response(page, mimetype="text/html")
         response.headers["Cache-Control"] = "no-store"
         return response
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 import pytest
 from stevedores_health.state import get_state
 
-from stevedores import HealthCheck, hookimpl, is_infrastructure
+from stevedores import HealthCheck, StatusPanel, hookimpl, is_infrastructure
 
 
 def _checks(response: Any) -> dict[str, Any]:
@@ -284,26 +284,22 @@ def test_the_status_page_works_under_a_strict_csp(health_app: Callable) -> None:
     assert data["workers"]["final"] >= 1 and active == {"health", "extra"}
 
 
-@pytest.mark.parametrize(("figures", "expected"), [
-    ({"status": "healthy", "used_bytes": 256 * 2**20, "limit_bytes": 512 * 2**20}, 50.0),
-    ({"status": "warning", "working_set_mb": 450, "limit_mb": 500}, 90.0),
-    ({"status": "healthy", "usage_percent": 12.5}, 12.5),
-    ({"status": "healthy", "container": {"used_mb": 100, "limit_mb": 400}}, 25.0),
-])
-def test_the_memory_gauge_reads_the_memory_check(figures: dict, expected: float) -> None:
-    from stevedores_health.status_page import memory_gauge
+def test_each_checks_own_panel_is_drawn_and_a_broken_one_is_left_out(health_app: Callable) -> None:
+    def gauge(result: Any) -> StatusPanel:
+        return StatusPanel("Cranes", f"{result['online']} online", detail="of 4", percent=75.0, warning_percent=50.0)
 
-    assert memory_gauge(figures)["percent"] == expected
+    app = health_app(HealthCheck("cranes", lambda: {"status": "warning", "online": 3}, panel=gauge),
+                     HealthCheck("winches", lambda: {"status": "healthy"}, panel=lambda result: 1 / 0))
+    data = app.test_client().get("/status.json").get_json()
+    assert data["panels"] == [{"check": "cranes", "status": "warning", "title": "Cranes", "text": "3 online",
+                               "detail": "of 4", "percent": 75.0, "warning_percent": 50.0, "critical_percent": None}]
+    html = app.test_client().get("/status").get_data(as_text=True)
+    assert '<section class="card" data-panel="cranes">' in html and 'low="50" ' in html and 'value="75"' in html
 
 
-def test_the_breaker_state_comes_from_the_redis_check_or_service() -> None:
-    from stevedores_health.status_page import breaker_state
+@pytest.mark.parametrize(("value", "shown"), [(None, ""), (True, "true"), (2.0, "2"), (2.5, "2.5"), ("a", "a"),
+                                              ({"pid": 7, "ok": False}, '{"pid":7,"ok":false}'), (["x"], '["x"]')])
+def test_figures_are_shown_as_the_refresh_script_shows_them(value: Any, shown: str) -> None:
+    from stevedores_health.status_page import shown as show
 
-    assert breaker_state({"status": "degraded", "breaker_state": "open"}, None)["state"] == "open"
-    assert breaker_state({"status": "healthy", "circuit_breaker": {"state": "closed"}}, None)["state"] == "closed"
-
-    class Service:
-        state = "half-open"
-
-    assert breaker_state(None, Service()) == {"state": "half-open", "source": "redis service", "check_status": None}
-    assert breaker_state(None, None) is None
+    assert show(value) == shown

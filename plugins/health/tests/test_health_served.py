@@ -4,6 +4,7 @@ rate limiting, and the status page in a real headless Chromium (strict CSP, refr
 from __future__ import annotations
 
 import json
+import re
 import time
 import urllib.error
 import urllib.request
@@ -19,12 +20,23 @@ CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
+# The status page's sections as the server painted them, then as status.js draws the same data.
+FIRST_PAINT_AND_REDRAWN = """() => {
+  const ids = ["overall", "summary", "checks", "panels", "workers-card", "plugins"];
+  const text = () => ids.map(id => document.getElementById(id).innerText.replace(/\\s+/g, " ").trim()).join(" | ");
+  const server = text();
+  window.stevedoresStatus.render(window.stevedoresStatus.initial());
+  return {server: server, redrawn: text()};
+}"""
+PYTHON_REPR = re.compile(r"\b(True|False|None)\b|\{'|\['")
+
 CRANES_PLUGIN = '''
 from stevedores import HealthCheck, hookimpl
 
 @hookimpl
 def stevedores_health_checks():
-    return [HealthCheck("cranes", lambda: {"status": "healthy", "cranes_online": 3}, timeout=1.0,
+    return [HealthCheck("cranes", lambda: {"status": "healthy", "cranes_online": 3, "feed_up": True,
+                                           "berths": ["B1", "B2"], "load": 2.0}, timeout=1.0,
                         description="Crane telemetry feed")]
 '''
 
@@ -58,7 +70,8 @@ def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
     checks = json.loads(text)["checks"]
     assert code in (200, 503)
     assert checks["cranes"] == {"status": "healthy", "response_time_ms": checks["cranes"]["response_time_ms"],
-                                "critical": False, "cranes_online": 3}
+                                "critical": False, "cranes_online": 3, "feed_up": True, "berths": ["B1", "B2"],
+                                "load": 2.0}
     assert {"database", "application", "system"} <= set(checks) and checks["database"]["status"] == "healthy"
 
     # probes are infrastructure: never rate limited, even far past the 5-per-minute limit
@@ -81,9 +94,14 @@ def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
             page.on("pageerror", lambda e: console.append(f"pageerror: {e}"))
             page.on("requestfailed", lambda r: console.append(f"requestfailed: {r.url}"))
             page.on("response", lambda r: console.append(f"HTTP {r.status}: {r.url}") if r.status >= 400 else None)
-            response = page.goto(server.url + "/status", wait_until="networkidle")
+            response = page.goto(server.url + "/status", wait_until="domcontentloaded")
             assert response is not None and response.status == 200
             csp = response.headers.get("content-security-policy")
+            first_paint = page.evaluate(FIRST_PAINT_AND_REDRAWN)
+            assert first_paint["server"] == first_paint["redrawn"], "the first paint differs from a refresh"
+            assert not PYTHON_REPR.search(first_paint["server"]), first_paint["server"]
+            nav = page.eval_on_selector_all("header.topbar nav a", "links => links.map(a => a.textContent)")
+            assert {"Dashboard", "Log in", "Status"} <= set(nav), nav
             page.wait_for_selector('#checks tr[data-check="cranes"]')
             names = page.eval_on_selector_all("#checks tr[data-check]", "rows => rows.map(r => r.dataset.check)")
             assert {"database", "application", "system", "cranes"} <= set(names)

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Any
+from typing import Any, Mapping
 
 from flask import Flask, jsonify
 
-from stevedores import Float, HealthCheck, Int, Setting, Str, WorkerProposal, hookimpl, operator_only
+from stevedores import Float, HealthCheck, Int, Setting, StatusPanel, Str, WorkerProposal, hookimpl, operator_only
 from stevedores.settings import Config, Problem
+from stevedores.telemetry import Metric
 
 from .coordination import Coordinator, remove_stale_files
 from .guard import EXTENSION, MemoryGuard
@@ -65,6 +66,14 @@ def stevedores_server_starting() -> None:
 
 
 @hookimpl
+def stevedores_metrics() -> list[Metric]:
+    """Container memory in use and its limit, and recycles by cause."""
+    return [Metric("memory_used_bytes", "gauge", "Container memory in use (working set), latest reading."),
+            Metric("memory_limit_bytes", "gauge", "Container memory limit.", "max"),
+            Metric("worker_recycles_total", "counter", "Gunicorn worker recycles, by cause.")]
+
+
+@hookimpl
 def stevedores_startup(app: Flask, config: Config) -> None:
     """Resolve the limit, keep the guard in ``app.extensions``, add the operator's gc action."""
     guard = MemoryGuard(config, app.extensions["stevedores"].telemetry)
@@ -84,7 +93,19 @@ def stevedores_health_checks(app: Flask) -> list[HealthCheck]:
     """Non-critical "memory" check: memory pressure alone never takes the instance out of rotation."""
     guard: MemoryGuard = app.extensions[EXTENSION]
     return [HealthCheck("memory", guard.health, critical=False, timeout=2.0,
-                        description="Container memory against its limit; degraded at the warning threshold.")]
+                        description="Container memory against its limit; degraded at the warning threshold.",
+                        panel=memory_panel)]
+
+
+def memory_panel(result: Mapping[str, Any]) -> StatusPanel | None:
+    """The status page's card for the memory check: a meter with this plugin's thresholds."""
+    percent = result.get("memory_usage_percent")
+    if not isinstance(percent, (int, float)) or isinstance(percent, bool):
+        return None
+    used, limit = result.get("used_mb"), result.get("limit_mb")
+    detail = f"{used} MB of {limit} MB" if used is not None and limit is not None else ""
+    return StatusPanel("Memory", f"{percent}%", detail=detail, percent=float(percent),
+                       warning_percent=result.get("warning_percent"), critical_percent=result.get("critical_percent"))
 
 
 @hookimpl

@@ -13,10 +13,12 @@ import logging
 import re
 import threading
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
+
+from stevedores.telemetry import Metric
 
 from . import archive
 from .catalog import PREFIX, spec_for
@@ -63,8 +65,10 @@ class _Family:
 class MetricsBackend:
     """The metrics of this process; thread-safe; never raises from :meth:`report`."""
 
-    def __init__(self, multiprocess_dir: str | None) -> None:
+    def __init__(self, multiprocess_dir: str | None,
+                 declared: Callable[[str], Metric | None] = lambda _name: None) -> None:
         self.multiprocess_dir = multiprocess_dir
+        self._declared = declared  # telemetry.declared: what the reporting plugin says a name is
         if multiprocess_dir:
             use_multiprocess_values()
         # multiprocess: the files are the registry; metrics are not registered anywhere
@@ -150,7 +154,7 @@ class MetricsBackend:
             family = self._families.get(name)
             if family is not None:
                 return family
-            spec = spec_for(name, kind)
+            spec = spec_for(name, kind, self._declared)
             labelnames = tuple(labels)
             options: dict[str, Any] = {"registry": self.registry}
             if spec.kind == "gauge":

@@ -1,8 +1,9 @@
 """What each telemetry name becomes in Prometheus: kind, help text, gauge aggregation, buckets.
 
-The names are those of docs/plugins.md's telemetry table plus this plugin's own request
-metrics. A name reported by a plugin but missing here is still exported, created on first
-use with a generic help text (see :func:`spec_for`).
+Each name is declared by the plugin that reports it (``stevedores_metrics``, read through
+``telemetry.declared``); this plugin knows only its own request metrics. A name reported
+but never declared is still exported, created on first use with a generic help text (see
+:func:`spec_for`).
 
 Every exported name gets the ``stevedores_`` prefix. Under gunicorn each worker writes its
 own figures; Prometheus' multiprocess collector then combines them per metric:
@@ -10,15 +11,17 @@ own figures; Prometheus' multiprocess collector then combines them per metric:
 - counters and histograms are summed over every worker that ever lived since start-up
   (so they never go backwards when a worker is recycled);
 - gauges use a *live* mode, so a dead worker's last value disappears with it:
-  ``livemax`` for states where the worst worker matters (an open breaker in any worker
-  shows as open; the memory limit is the same everywhere), ``livemostrecent`` for figures
-  about the whole instance that any worker may refresh (container memory in use, the
-  latest result of a health check).
+  ``livemax`` for a declared aggregation ``max`` (states where the worst worker matters),
+  ``livemostrecent`` for ``recent`` (figures about the whole instance that any worker may
+  refresh).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
+
+from stevedores.telemetry import Metric
 
 PREFIX = "stevedores_"
 
@@ -38,22 +41,9 @@ class MetricSpec:
     buckets: tuple[float, ...] = LATENCY_BUCKETS
 
 
-KNOWN: dict[str, MetricSpec] = {
-    "redis_breaker_state": MetricSpec(
-        "gauge", "Redis circuit breaker: 0 closed, 1 half-open, 2 open (worst live worker).", "livemax"),
-    "redis_breaker_transitions_total": MetricSpec(
-        "counter", "Redis circuit breaker transitions, by the state entered (label to)."),
-    "redis_fallback_total": MetricSpec(
-        "counter", "Operations served from the in-memory fallback instead of Redis, by operation."),
-    "rate_limit_refusals_total": MetricSpec("counter", "Requests refused by a rate limit (HTTP 429)."),
-    "rate_limit_storage": MetricSpec(
-        "gauge", "Rate-limit storage in use: 1 for the storage any live worker uses.", "livemax"),
-    "memory_used_bytes": MetricSpec("gauge", "Container memory in use (working set), latest reading."),
-    "memory_limit_bytes": MetricSpec("gauge", "Container memory limit.", "livemax"),
-    "worker_recycles_total": MetricSpec("counter", "Gunicorn worker recycles, by cause."),
-    "health_check_status": MetricSpec("gauge", "Latest result of each health check: 1 pass, 0 fail."),
-    "health_check_duration_seconds": MetricSpec("histogram", "Duration of each health check run."),
-    # this plugin's own figures (reported by the request middleware, not through telemetry)
+#: This plugin's own figures (reported by the request middleware, not through telemetry).
+#: Every other name is declared by the plugin that reports it (``stevedores_metrics``).
+OWN: dict[str, MetricSpec] = {
     "http_requests_total": MetricSpec("counter", "HTTP requests by route pattern, method and status."),
     "http_request_duration_seconds": MetricSpec("histogram", "HTTP request latency by route pattern."),
 }
@@ -64,10 +54,17 @@ GENERIC_HELP = {
     "histogram": "Observations of {name} reported through the Stevedores telemetry.",
 }
 
+#: A declared gauge aggregation (stevedores.telemetry) as prometheus_client's multiprocess mode.
+GAUGE_MODES = {"max": "livemax", "recent": "livemostrecent"}
 
-def spec_for(name: str, kind: str) -> MetricSpec:
-    """The spec of a known name, or a generic one of ``kind`` for a name first seen now."""
-    known = KNOWN.get(name)
-    if known is not None:
-        return known
+
+def spec_for(name: str, kind: str, declared: Callable[[str], Metric | None] = lambda _name: None) -> MetricSpec:
+    """How ``name`` is exported: this plugin's own, else as its reporter declared it, else a
+    generic spec of ``kind`` (a name reported but never declared is still exported)."""
+    own = OWN.get(name)
+    if own is not None:
+        return own
+    metric = declared(name)
+    if metric is not None:
+        return MetricSpec(metric.kind, metric.help, GAUGE_MODES[metric.aggregation], metric.buckets or LATENCY_BUCKETS)
     return MetricSpec(kind, GENERIC_HELP[kind].format(name=name))

@@ -33,7 +33,7 @@ def sink_for(telemetry: Telemetry) -> PrometheusSink:
     """The sink subscribed to ``telemetry`` (the runtime's own), subscribing one the first time."""
     sink = next((s for s in telemetry.sinks if isinstance(s, PrometheusSink)), None)
     if sink is None:
-        sink = PrometheusSink()
+        sink = PrometheusSink(telemetry.declared)
         telemetry.subscribe(sink)
     return sink
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 if TYPE_CHECKING:
+    from stevedores.telemetry import Metric
+
     from .backend import MetricsBackend
 
 log = logging.getLogger("stevedores.observability")
@@ -24,7 +26,8 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 class PrometheusSink:
     """Receives ``count``/``gauge``/``observe`` from the telemetry and records request metrics."""
 
-    def __init__(self) -> None:
+    def __init__(self, declared: Callable[[str], Metric | None] = lambda _name: None) -> None:
+        self._declared = declared  # telemetry.declared, handed to each process's backend
         self._backend: MetricsBackend | None = None
         self._pid: int | None = None
         self._lock = threading.Lock()
@@ -107,4 +110,4 @@ class PrometheusSink:
             log.error("%s=%s is not a directory: metrics of this process (pid %d) are not shared with the "
                       "other workers", MULTIPROC_ENV, directory, os.getpid())
             directory = None
-        return MetricsBackend(directory)
+        return MetricsBackend(directory, self._declared)

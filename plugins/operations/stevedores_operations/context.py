@@ -58,7 +58,6 @@ class OperationsState:
     stale_minutes: int
     tokens: TokenCache = field(default_factory=lambda: TokenCache())
     vessel_views: VesselViews = field(default_factory=VesselViews)
-    status_page: str | None = None
     #: The last dashboard rendered for a visitor without a session: (summary JSON, HTML, ETag or None).
     #: Per process.
     anonymous_page: tuple[str, str, str | None] | None = None

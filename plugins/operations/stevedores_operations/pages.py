@@ -60,8 +60,7 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
 
     @pages.app_context_processor
     def page_context() -> dict[str, Any]:
-        return {"operations_user": session_user, "csrf_token": csrf_token, "status_words": STATUS_WORDS,
-                "status_page": state().status_page}
+        return {"operations_user": session_user, "csrf_token": csrf_token, "status_words": STATUS_WORDS}
 
     @pages.get("/")
     def dashboard() -> Any:

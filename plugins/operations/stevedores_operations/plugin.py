@@ -95,11 +95,10 @@ def stevedores_startup(app: Flask, config: Any) -> None:
 
 
 @hookimpl
-def stevedores_menu_links(app: Flask) -> list[MenuLink]:
-    """Runs after every plugin's start-up: note whether a /status page exists for the nav."""
-    if "operations" in app.extensions and any(r.rule == "/status" for r in app.url_map.iter_rules()):
-        app.extensions["operations"].status_page = "/status"
-    return [MenuLink("Operations", "/", "Vessel calls, tallies and berths."),
+def stevedores_menu_links() -> list[MenuLink]:
+    """The dashboard and the log-in page in every page's navigation; the API on the landing page."""
+    return [MenuLink("Dashboard", "/", "Vessel calls, tallies and berths.", nav=True),
+            MenuLink("Log in", "/login", "Clerks, managers and operators sign in here.", nav=True),
             MenuLink("Operations API", "/api/vessel-calls", "JSON: vessel calls and tallies.")]
 
 

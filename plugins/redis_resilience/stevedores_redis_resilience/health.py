@@ -15,7 +15,9 @@ that closes the breaker again.
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from stevedores import StatusPanel
 
 from .breaker import CLOSED, HALF_OPEN, OPEN
 from .cache import ResilientCache
@@ -48,3 +50,12 @@ def redis_check(redis_client: ResilientRedis, cache: ResilientCache | None = Non
         return result
 
     return check
+
+
+def breaker_panel(result: Mapping[str, Any]) -> StatusPanel | None:
+    """The status page's card for the check's result: the breaker's state and the mode."""
+    state = result.get("circuit_breaker_state")
+    if not isinstance(state, str):
+        return None
+    mode = result.get("mode") or (f"serving from {result['fallback']}" if result.get("fallback") else "")
+    return StatusPanel("Redis circuit breaker", state, detail=str(mode))

@@ -9,10 +9,11 @@ from __future__ import annotations
 from typing import Any
 
 from stevedores import HealthCheck, Setting, get_service, hookimpl
+from stevedores.telemetry import Metric
 
 from .cache import ResilientCache
 from .client import ResilientRedis
-from .health import redis_check
+from .health import breaker_panel, redis_check
 from .memory_cache import MemoryCache
 from .settings import SETTINGS
 
@@ -40,6 +41,19 @@ def build_services(config: Any, telemetry: Any = None) -> dict[str, Any]:
 
 
 @hookimpl
+def stevedores_metrics() -> list[Metric]:
+    """The breaker's state and transitions, and what the fallback served."""
+    return [
+        Metric("redis_breaker_state", "gauge",
+               "Redis circuit breaker: 0 closed, 1 half-open, 2 open (worst live worker).", "max"),
+        Metric("redis_breaker_transitions_total", "counter",
+               "Redis circuit breaker transitions, by the state entered (label to)."),
+        Metric("redis_fallback_total", "counter",
+               "Operations served from the in-memory fallback instead of Redis, by operation."),
+    ]
+
+
+@hookimpl
 def stevedores_services(config: Any, telemetry: Any) -> dict[str, Any]:
     """``redis``: the resilient client; ``cache``: get/set/delete/incr that survive outages."""
     return build_services(config, telemetry)
@@ -53,7 +67,8 @@ def stevedores_health_checks(app: Any, config: Any) -> list[HealthCheck]:
         return []
     timeout = max(1.0, redis_client.connect_timeout + redis_client.read_timeout + 0.5)
     return [HealthCheck("redis", redis_check(redis_client, get_service(app, "cache")), critical=False,
-                        timeout=timeout, description="Redis answers PING; otherwise the in-memory fallback serves")]
+                        timeout=timeout, description="Redis answers PING; otherwise the in-memory fallback serves",
+                        panel=breaker_panel)]
 
 
 @hookimpl

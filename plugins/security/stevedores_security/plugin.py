@@ -10,6 +10,7 @@ from flask import Flask
 
 from stevedores import HealthCheck, Middleware, Setting, get_service, hookimpl
 from stevedores.settings import Config
+from stevedores.telemetry import Metric
 
 from . import csp
 from .counting import ResilientCounter
@@ -47,6 +48,14 @@ def report_storage(telemetry: Any, in_use: str) -> None:
     """Gauge ``rate_limit_storage{storage}``: 1 for the storage in use, 0 for the other."""
     for storage in ("redis", "memory"):
         telemetry.gauge("rate_limit_storage", 1 if storage == in_use else 0, storage=storage)
+
+
+@hookimpl
+def stevedores_metrics() -> list[Metric]:
+    """Refusals and the rate-limit storage in use."""
+    return [Metric("rate_limit_refusals_total", "counter", "Requests refused by a rate limit (HTTP 429)."),
+            Metric("rate_limit_storage", "gauge", "Rate-limit storage in use: 1 for the storage any live worker uses.",
+                   "max")]
 
 
 @hookimpl

@@ -23,10 +23,33 @@
     return node;
   }
 
+  // The same formatting as the server's first paint (status_page.shown).
   function show(value) {
     if (value === null || value === undefined) { return ""; }
     if (typeof value === "object") { return JSON.stringify(value); }
     return String(value);
+  }
+
+  function renderPanels(panels) {
+    var group = document.getElementById("panels");
+    var cards = document.createDocumentFragment();
+    panels.forEach(function (p) {
+      var card = el("section", "card");
+      card.setAttribute("data-panel", p.check);
+      card.appendChild(el("h2", null, p.title));
+      card.appendChild(el("p", "big status-" + p.status, p.text));
+      if (p.percent !== null) {
+        var meter = el("meter");
+        meter.min = 0; meter.max = 100; meter.optimum = 0;
+        if (p.warning_percent !== null) { meter.low = p.warning_percent; }
+        if (p.critical_percent !== null) { meter.high = p.critical_percent; }
+        meter.value = p.percent;
+        card.appendChild(meter);
+      }
+      if (p.detail) { card.appendChild(el("p", "muted", p.detail)); }
+      cards.appendChild(card);
+    });
+    group.replaceChildren(cards);
   }
 
   function renderChecks(checks) {
@@ -43,7 +66,7 @@
       first.appendChild(el("small", null, c.plugin || ""));
       tr.appendChild(first);
       tr.appendChild(el("td", "status-" + c.status, c.status));
-      tr.appendChild(el("td", "num", c.response_time_ms + " ms"));
+      tr.appendChild(el("td", "num", show(c.response_time_ms) + " ms"));
       var details = el("td", "details");
       if (c.error) { details.appendChild(el("div", "error", c.error)); }
       Object.keys(c).forEach(function (key) {
@@ -81,22 +104,14 @@
     var overall = setText("overall", h.status);
     overall.className = "badge status-" + h.status;
     setText("timestamp", h.timestamp);
-    setText("age", h.age_seconds);
+    setText("age", show(h.age_seconds));
     setText("pid", data.pid);
     setText("sum-total", h.summary.total_checks);
     setText("sum-passed", h.summary.passed);
     setText("sum-warnings", h.summary.warnings);
     setText("sum-failed", h.summary.failed);
     renderChecks(h.checks);
-    var breaker = setText("breaker", data.breaker ? data.breaker.state : "not installed");
-    breaker.className = "big" + (data.breaker ? " breaker-" + data.breaker.state : "");
-    setText("breaker-source", data.breaker ? "from the " + data.breaker.source : "no redis check or service");
-    var m = data.memory;
-    var meter = document.getElementById("memory-meter");
-    if (m) { meter.low = m.warning_percent; meter.high = m.critical_percent; }
-    meter.value = m && m.percent !== null ? m.percent : 0;
-    setText("memory-text", !m ? "no memory check installed" : m.percent + "%" +
-      (m.used_mb !== null ? " (" + m.used_mb + " MB of " + (m.limit_mb !== null ? m.limit_mb : "?") + " MB)" : ""));
+    renderPanels(data.panels);
     setText("workers-final", data.workers.final);
     setText("workers-reason", "decided by " + data.workers.decided_by + ": " + data.workers.reason);
     renderPlugins(data.plugins);
@@ -123,5 +138,11 @@
       .then(function () { window.setTimeout(refresh, seconds * 1000); });
   }
 
+  // The data of the first paint (data-initial) drawn as a refresh would draw it: the
+  // browser test compares the two (the server's template and this file format alike).
+  window.stevedoresStatus = {
+    render: render,
+    initial: function () { return JSON.parse(root.getAttribute("data-initial")); }
+  };
   window.setTimeout(refresh, seconds * 1000);
 }());
