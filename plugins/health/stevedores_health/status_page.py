@@ -74,8 +74,17 @@ def shown(value: Any) -> str:
         return ""
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
-        return str(int(value))
     if isinstance(value, (Mapping, list, tuple)):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return str(value)
+        return json.dumps(_as_javascript_numbers(value), separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(_as_javascript_numbers(value))
+
+
+def _as_javascript_numbers(value: Any) -> Any:
+    """Whole floats as ints, in nested lists and mappings too (JavaScript prints 20.0 as 20)."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e21:
+        return int(value)
+    if isinstance(value, Mapping):
+        return {k: _as_javascript_numbers(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_as_javascript_numbers(v) for v in value]
+    return value

@@ -298,7 +298,8 @@ def test_each_checks_own_panel_is_drawn_and_a_broken_one_is_left_out(health_app:
 
 
 @pytest.mark.parametrize(("value", "shown"), [(None, ""), (True, "true"), (2.0, "2"), (2.5, "2.5"), ("a", "a"),
-                                              ({"pid": 7, "ok": False}, '{"pid":7,"ok":false}'), (["x"], '["x"]')])
+                                              ({"pid": 7, "ok": False}, '{"pid":7,"ok":false}'),
+                                              (["x", 20.0], '["x",20]')])
 def test_figures_are_shown_as_the_refresh_script_shows_them(value: Any, shown: str) -> None:
     from stevedores_health.status_page import shown as show
 
