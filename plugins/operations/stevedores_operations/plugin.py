@@ -53,6 +53,8 @@ def stevedores_settings() -> list[Setting]:
         Setting("OPERATIONS_SHIFT_STARTS", ShiftStarts(), DEFAULT_SHIFTS,
                 "Shift start times, UTC, comma-separated HH:MM (rates and shift labels)."),
         Setting("OPERATIONS_BERTHS", Csv(), (), "Berths always listed on the dashboard, even when free."),
+        Setting("OPERATIONS_DASHBOARD_REFRESH_SECONDS", Int(min=0, max=3600), 30,
+                "Seconds after which the dashboard reloads itself (a wall screen); 0: never."),
     ]
 
 
@@ -92,6 +94,7 @@ def stevedores_startup(app: Flask, config: Any) -> None:
     for blueprint in (build_pages(app, login_limit), build_manager_pages(), build_api(app, tally_limit)):
         blueprint.before_request(gate.guard)  # 503 while the schema is behind (schema_gate.py)
         app.register_blueprint(blueprint)
+    app.jinja_env.globals["operations_refresh_seconds"] = config["OPERATIONS_DASHBOARD_REFRESH_SECONDS"]
 
 
 @hookimpl

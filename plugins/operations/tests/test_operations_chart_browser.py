@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import shutil
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -61,7 +62,7 @@ def test_chart_text_keeps_its_size_and_labels_never_overlap_from_phone_to_wall_s
             "vessel_call_id": call_id, "direction": direction, "category": "auto", "units": units, "zone": "A1",
             "tallied_at": iso(now - timedelta(hours=hours_ago))})
         assert posted.status_code == 201, posted.json
-    server = stevedores_gunicorn_server(env={"WEB_WORKERS": "1"})
+    server = stevedores_gunicorn_server(env={"WEB_WORKERS": "1", "OPERATIONS_DASHBOARD_REFRESH_SECONDS": "2"})
     ARTIFACTS.mkdir(exist_ok=True)
     measured: dict[str, Any] = {}
     with sync_api.sync_playwright() as pw:
@@ -78,8 +79,25 @@ def test_chart_text_keeps_its_size_and_labels_never_overlap_from_phone_to_wall_s
                 assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), name
                 assert page.evaluate(OVERFLOWING_CARDS) == [], name
                 page.close()
+            # The wall screen's dashboard reloads itself, keeps its scroll position, and says how old its data is.
+            page = browser.new_page(viewport={"width": 375, "height": 300})
+            problems: list[str] = []
+            page.on("console", lambda m: problems.append(m.text) if m.type in ("error", "warning") else None)
+            page.goto(server.url + "/")
+            page.evaluate("window.scrollTo(0, 400)")
+            reloaded = "() => performance.getEntriesByType('navigation')[0].type === 'reload'"
+            deadline = time.monotonic() + 15
+            while not page.evaluate(reloaded) and time.monotonic() < deadline:
+                page.wait_for_timeout(200)
+            page.wait_for_load_state()
+            assert page.evaluate(reloaded)
+            scrolled = page.evaluate("window.scrollY")
+            age = page.locator("#data-age-words").inner_text()
         finally:
             browser.close()
+    assert problems == []  # the script passed the CSP
+    assert scrolled == 400
+    assert re.fullmatch(r", updated \d+ s ago", age), age
     for name, found in measured.items():
         texts = [b["text"] for b in found["boxes"]]
         assert len(texts) >= 12, texts  # 5 + 5 axis labels and a legend line per direction
