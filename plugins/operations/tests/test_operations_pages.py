@@ -295,7 +295,7 @@ def test_a_page_whose_body_carries_the_nonce_gets_no_etag(make_stevedores_app: A
     from flask import request
     from stevedores_operations.conditional import carries_nonce
 
-    app = make_stevedores_app(plugins=["operations", "security"],
+    app = make_stevedores_app(plugins=["operations", "security", "redis_resilience"],  # a cached summary
                               env={"DATABASE_URL": f"sqlite:///{tmp_path / 'nonce.sqlite3'}"})
     with app.test_request_context("/"):
         request.csp_nonce = "n0nce-value"
