@@ -80,10 +80,11 @@ def data_fingerprint(engine: Engine) -> str:
             cursor.execute(FINGERPRINT_SQL)
             row = cursor.fetchone()
         except dialect.loaded_dbapi.Error as exc:
-            if dialect.is_disconnect(exc, raw.dbapi_connection, cursor):
+            dropped = dialect.is_disconnect(exc, raw.dbapi_connection, cursor)
+            if dropped:
                 raw.invalidate(exc)
-            raise DBAPIError.instance(FINGERPRINT_SQL, None, exc, dialect.loaded_dbapi.Error,
-                                      dialect=dialect) from exc
+            raise DBAPIError.instance(FINGERPRINT_SQL, None, exc, dialect.loaded_dbapi.Error, dialect=dialect,
+                                      connection_invalidated=dropped) from exc  # the core retries a read then
         finally:
             cursor.close()
         if manual and raw.is_valid:
