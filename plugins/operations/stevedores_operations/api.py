@@ -61,6 +61,8 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
 
     @api.errorhandler(HTTPException)
     def http_error(exc: HTTPException) -> Any:
+        if exc.response is not None:  # a response made by its raiser, e.g. the rate_limits service's 429
+            return exc.response
         return _error(exc.code or 500, "http_error", "request", exc.description or exc.name)
 
     @api.get("/summary")

@@ -1,4 +1,5 @@
-"""CLI commands: ``stevedores users create|token``, ``stevedores demo-data``, ``stevedores db upgrade|current``."""
+"""CLI commands: ``stevedores users create|token|password|deactivate``, ``stevedores demo-data``,
+``stevedores db upgrade|current``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,18 @@ def _engine() -> tuple[Any, Any]:
     return runtime, engine
 
 
+def _read_password(from_stdin: bool) -> str:
+    """The first line of stdin, or a hidden prompt asked twice; exits 2 when there is no terminal to ask on."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\r\n")
+    if not sys.stdin.isatty():  # click.prompt would read EOF and print only "Aborted!"
+        click.echo("stevedores: no terminal to ask for the password on: pipe it in with --password-stdin, "
+                   "e.g. printf '%s\\n' \"$PASSWORD\" | stevedores users create NAME --role clerk "
+                   "--password-stdin", err=True)
+        sys.exit(2)
+    return click.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
 def register(cli: click.Group) -> None:
     """Add the plugin's commands to the ``stevedores`` group."""
 
@@ -60,15 +73,7 @@ def register(cli: click.Group) -> None:
         """Create an account; the password is prompted for (twice) unless --password-stdin."""
         from .accounts import create_user, issue_token
 
-        if password_stdin:
-            password = sys.stdin.readline().rstrip("\r\n")
-        elif not sys.stdin.isatty():  # click.prompt would read EOF and print only "Aborted!"
-            click.echo("stevedores: no terminal to ask for the password on: pipe it in with --password-stdin, "
-                       "e.g. printf '%s\\n' \"$PASSWORD\" | stevedores users create NAME --role clerk "
-                       "--password-stdin", err=True)
-            sys.exit(2)
-        else:
-            password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+        password = _read_password(password_stdin)
         with _accounts_engine() as engine:
             create_user(engine, username, password, role)
             click.echo(f"created {role} {username.strip().lower()}")
@@ -84,6 +89,18 @@ def register(cli: click.Group) -> None:
 
         with _accounts_engine() as engine:
             click.echo(issue_token(engine, username, label))
+
+    @users.command("password")
+    @click.argument("username")
+    @click.option("--password-stdin", is_flag=True, help="Read the password from the first line of stdin.")
+    def users_password(username: str, password_stdin: bool) -> None:
+        """Set a new password (prompted for twice unless --password-stdin); ends the account's sessions."""
+        from .accounts import change_password
+
+        password = _read_password(password_stdin)
+        with _accounts_engine() as engine:
+            change_password(engine, username, password)
+            click.echo(f"password changed for {username.strip().lower()}; its sessions have ended")
 
     @users.command("deactivate")
     @click.argument("username")

@@ -19,7 +19,7 @@ from typing import Any, Callable, Sequence
 from flask import Flask, abort, current_app, g, request, session
 from sqlalchemy.engine import Engine
 
-from .accounts import hash_token, user_by_id, user_for_token
+from .accounts import account_name, hash_token, session_account, user_for_token
 from .store import Clerk
 from .summary import SummaryCache
 from .vessel_views import VesselViews
@@ -77,8 +77,15 @@ def session_user() -> Clerk | None:
     """The logged-in account of this browser session (looked up once per request)."""
     if "operations_user" not in g:
         uid = session.get("uid")
-        g.operations_user = user_by_id(state().engine, uid) if uid is not None else None
+        g.operations_user = session_account(state().engine, uid, session.get("epoch")) if uid is not None else None
     return g.operations_user
+
+
+def start_session(user: Clerk) -> None:
+    """Log ``user`` in: a fresh session (new CSRF token) bound to the account's current epoch."""
+    session.clear()
+    session["uid"], session["epoch"] = user.id, user.session_epoch
+    csrf_token()
 
 
 def bearer_user() -> Clerk | None:
@@ -95,6 +102,12 @@ def bearer_user() -> Clerk | None:
         if user is not None:
             ops.tokens.put(key, user)
     return user
+
+
+def login_account_key() -> str:
+    """The per-account rate-limit key of a login POST: ``account:<username>`` as a login normalizes it;
+    a name no account can have counts under ``account:-`` (so keys stay short and plain)."""
+    return f"account:{account_name(request.form.get('username') or '') or '-'}"
 
 
 def csrf_token() -> str:

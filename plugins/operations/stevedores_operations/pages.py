@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from flask import Blueprint, Flask, flash, redirect, render_template, request, session, url_for
 
-from .accounts import authenticate, may
+from .accounts import authenticate, end_sessions, may
 from .conditional import carries_nonce, conditional_response, etag_of
-from .context import csrf_token, form_data, require_csrf, session_user, state
+from .context import csrf_token, form_data, require_csrf, session_user, start_session, state
 from .domain import (
     CATEGORIES,
     OPERATION_TYPES,
@@ -43,8 +43,8 @@ def _hhmm(value: str | None) -> str:
     return f"{moment:%d %b %H:%M}" if moment else "—"
 
 
-def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blueprint:
-    """The page blueprint (static files under /operations/static)."""
+def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable]]) -> Blueprint:
+    """The page blueprint (static files under /operations/static); ``login_limits`` decorate POST /login."""
     pages = Blueprint("operations", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/operations/static")
 
@@ -120,24 +120,30 @@ def build_pages(app: Flask, login_limit: Callable[[Callable], Callable]) -> Blue
         flash(f"{call['vessel_name']} is now {STATUS_WORDS[call['status']]}")
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
 
-    @pages.route("/login", methods=["GET", "POST"])
-    @login_limit
+    @pages.get("/login")
     def login() -> Any:
-        if request.method == "GET":
-            return render_template("operations/login.html", next=safe_next(request.args.get("next")))
+        return render_template("operations/login.html", next=safe_next(request.args.get("next")))
+
+    def login_post() -> Any:
         require_csrf()
         user = authenticate(state().engine, request.form.get("username", ""), request.form.get("password", ""))
         if user is None:
             return render_template("operations/login.html", error="Unknown username or wrong password.",
                                    next=safe_next(request.form.get("next"))), 401
-        session.clear()
-        session["uid"] = user.id
-        csrf_token()
+        start_session(user)
         return redirect(safe_next(request.form.get("next")), code=303)
+
+    # The failed-login limits sit on the POST alone: GET and HEAD /login are never refused.
+    for limit in reversed(login_limits):
+        login_post = limit(login_post)
+    pages.add_url_rule("/login", "login_post", login_post, methods=["POST"])
 
     @pages.post("/logout")
     def logout() -> Any:
         require_csrf()
+        user = session_user()
+        if user is not None and user.id is not None:
+            end_sessions(state().engine, user.id)  # every copy of this cookie (and the account's other sessions)
         session.clear()
         return redirect(url_for("operations.dashboard"), code=303)
 

@@ -13,7 +13,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
 from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
 
-from .context import OperationsState
+from .context import OperationsState, login_account_key
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
 from .schema_gate import SchemaGate
 from .summary import SummaryCache
@@ -50,6 +50,9 @@ def stevedores_settings() -> list[Setting]:
                 "Rate limit of tally posts per client address (needs the rate_limits service)."),
         Setting("OPERATIONS_LOGIN_RATE_LIMIT", RateSpec(), "5 per minute; 30 per hour",
                 "Failed logins allowed per client address (needs the rate_limits service)."),
+        Setting("OPERATIONS_ACCOUNT_LOGIN_RATE_LIMIT", RateSpec(), "20 per hour; 100 per day",
+                "Failed logins allowed per account, from any address (needs the rate_limits service; "
+                "NIST SP 800-63B: at most 100 in a row)."),
         Setting("OPERATIONS_SHIFT_STARTS", ShiftStarts(), DEFAULT_SHIFTS,
                 "Shift start times, UTC, comma-separated HH:MM (rates and shift labels)."),
         Setting("OPERATIONS_BERTHS", Csv(), (), "Berths always listed on the dashboard, even when free."),
@@ -58,12 +61,19 @@ def stevedores_settings() -> list[Setting]:
     ]
 
 
-def _limit(app: Flask, spec: str, scope: str, deduct_when: Callable[[Any], bool] | None = None) -> Callable:
-    """The rate_limits service's decorator, or a no-op when the service is absent."""
+def _limit(app: Flask, spec: str, scope: str, deduct_when: Callable[[Any], bool] | None = None,
+           key: Callable[[], str] | None = None) -> Callable:
+    """The rate_limits service's decorator (per client address, or per ``key()``), or a no-op without it."""
     limits = get_service(app, "rate_limits")
     if limits is None:
         return lambda view: view
+    if key is not None:
+        return limits.limit(spec, scope=scope, deduct_when=deduct_when, key=key)
     return limits.limit(spec, scope=scope, deduct_when=deduct_when)
+
+
+def _failed_login(response: Any) -> bool:
+    return response.status_code == 401
 
 
 @hookimpl
@@ -86,12 +96,15 @@ def stevedores_startup(app: Flask, config: Any) -> None:
                            config["OPERATIONS_BERTHS"])
     app.extensions["operations"] = OperationsState(lambda: runtime.engine, summary, config["OPERATIONS_SHIFT_STARTS"],
                                                    config["OPERATIONS_STALE_TALLY_MINUTES"])
-    login_limit = _limit(app, config["OPERATIONS_LOGIN_RATE_LIMIT"], "operations-login",
-                         deduct_when=lambda response: response.status_code == 401)
+    login_limits = [
+        _limit(app, config["OPERATIONS_LOGIN_RATE_LIMIT"], "operations-login", deduct_when=_failed_login),
+        _limit(app, config["OPERATIONS_ACCOUNT_LOGIN_RATE_LIMIT"], "operations-login-account",
+               deduct_when=_failed_login, key=login_account_key),
+    ]
     tally_limit = _limit(app, config["OPERATIONS_TALLY_RATE_LIMIT"], "operations-tallies")
     register_converters(app)
     app.extensions["operations_schema"] = gate
-    for blueprint in (build_pages(app, login_limit), build_manager_pages(), build_api(app, tally_limit)):
+    for blueprint in (build_pages(app, login_limits), build_manager_pages(), build_api(app, tally_limit)):
         blueprint.before_request(gate.guard)  # 503 while the schema is behind (schema_gate.py)
         app.register_blueprint(blueprint)
     app.jinja_env.globals["operations_refresh_seconds"] = config["OPERATIONS_DASHBOARD_REFRESH_SECONDS"]

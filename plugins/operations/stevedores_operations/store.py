@@ -52,6 +52,8 @@ class Clerk:
     id: int | None
     username: str
     role: str
+    #: The account's session epoch when it was read (a browser session is valid only under it).
+    session_epoch: int = 0
 
 
 def vessel_call_json(row: Mapping[str, Any], tallied: Mapping[tuple[str, str], int] | None = None) -> dict[str, Any]:

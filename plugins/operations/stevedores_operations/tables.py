@@ -30,6 +30,8 @@ users = Table(
     Column("role", String(16), nullable=False),
     Column("active", Boolean, nullable=False, server_default="1"),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # Sessions carry the epoch they were issued under; logout, deactivation, a new password bump it (0004).
+    Column("session_epoch", Integer, nullable=False, server_default="0"),
     CheckConstraint("role IN ('clerk', 'manager')", name="ck_operations_users_role"),
 )
 

@@ -29,7 +29,8 @@ class FakeLimits:
     def __init__(self) -> None:
         self.specs: dict[str, str] = {}
 
-    def limit(self, spec: str, scope: str, deduct_when: Callable[[Response], bool] | None = None) -> Callable:
+    def limit(self, spec: str, scope: str, deduct_when: Callable[[Response], bool] | None = None,
+              key: Callable[[], str] | None = None) -> Callable:
         self.specs[scope] = spec
         allowed, counted = int(spec.split()[0].split("/")[0]), [0]
 
@@ -152,7 +153,8 @@ def test_roles_on_the_pages(site: Any, ops: Any) -> None:
 
 def test_failed_logins_are_rate_limited_not_successful_ones(site: Any, ops: Any) -> None:
     app, services, _call_id = site
-    assert services.limits.specs == {"operations-login": "3 per minute", "operations-tallies": "120 per minute"}
+    assert services.limits.specs == {"operations-login": "3 per minute", "operations-tallies": "120 per minute",
+                                     "operations-login-account": "20 per hour; 100 per day"}
     client = app.test_client()
     for _ in range(3):
         assert login(client, "manu", ops.PASSWORD).status_code == 303  # successes are not counted

@@ -65,9 +65,10 @@ class RateLimits:
 
     # --- the service -------------------------------------------------------------------
 
-    def limit(self, spec: str, scope: str | None = None,
-              deduct_when: Callable[[Response], bool] | None = None) -> Callable[[F], F]:
-        """A view decorator limiting the view (or every view sharing ``scope``) per client.
+    def limit(self, spec: str, scope: str | None = None, deduct_when: Callable[[Response], bool] | None = None,
+              key: Callable[[], str] | None = None) -> Callable[[F], F]:
+        """A view decorator limiting the view (or every view sharing ``scope``) per client address,
+        or per ``key()`` when given (e.g. the account a login names; keep keys short and plain).
 
         Raises ValueError naming ``spec`` when it is not a limit string.
         """
@@ -77,8 +78,9 @@ class RateLimits:
         except ValueError:
             raise ValueError(f"rate_limits.limit: {spec!r} is not a rate limit (e.g. '30 per minute')") from None
         if scope:
-            return self.limiter.shared_limit(spec, scope=scope, deduct_when=deduct_when)  # type: ignore[return-value]
-        return self.limiter.limit(spec, deduct_when=deduct_when)  # type: ignore[return-value]
+            return self.limiter.shared_limit(spec, scope=scope, key_func=key,  # type: ignore[return-value]
+                                             deduct_when=deduct_when)
+        return self.limiter.limit(spec, key_func=key, deduct_when=deduct_when)  # type: ignore[return-value]
 
     def hit(self, spec: str, scope: str, key: str | None = None) -> bool:
         """Count one event for ``key`` (default: the client address) under ``scope``.
