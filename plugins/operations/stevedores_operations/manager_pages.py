@@ -163,7 +163,7 @@ def build_manager_pages() -> Blueprint:
         flash(f"Created {call['vessel_name']} (expected at berth {call['berth']})")
         return redirect(url_for("operations.vessel", call_id=call["id"]), code=303)
 
-    @pages.post("/vessels/<int:call_id>")
+    @pages.post("/vessels/<record_id:call_id>")
     def update_vessel_call_page(call_id: int) -> Any:
         require_csrf()
         user = _manager()
@@ -180,7 +180,7 @@ def build_manager_pages() -> Blueprint:
         flash(f"Saved {call['vessel_name']}")
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
 
-    @pages.get("/vessels/<int:call_id>/edit")
+    @pages.get("/vessels/<record_id:call_id>/edit")
     def edit_vessel_call(call_id: int) -> Any:
         user = _manager()
         if not isinstance(user, Clerk):
@@ -188,7 +188,7 @@ def build_manager_pages() -> Blueprint:
         call = read_vessel_call(state().engine, call_id)
         return _form_page(call_to_form(call), [], call=call)
 
-    @pages.get("/vessels/<int:call_id>/tallies.csv")
+    @pages.get("/vessels/<record_id:call_id>/tallies.csv")
     def tallies_csv(call_id: int) -> Any:
         if session_user() is None:
             return redirect(url_for("operations.login", next=request.path))

@@ -53,7 +53,8 @@ def test_vessel_dates_outside_the_window_are_422(ops_app: Any, tokens: dict[str,
 
 
 @pytest.mark.parametrize("path", ["/vessels/{big}", "/api/vessel-calls/{big}", "/api/vessel-calls/{big}/tallies",
-                                  "/api/vessel-calls/-1", "/vessels/-1", "/vessels/0", "/api/vessel-calls/{huge}"])
+                                  "/api/vessel-calls/-1", "/vessels/-1", "/vessels/0", "/api/vessel-calls/{huge}",
+                                  "/vessels/{big}/edit", "/vessels/{big}/tallies.csv"])
 def test_ids_beyond_the_database_range_are_404(ops_app: Any, path: str) -> None:
     url = path.format(big=2**31, huge="9" * 5000)
     response = ops_app.test_client().get(url)
@@ -67,6 +68,7 @@ def test_writes_to_ids_beyond_the_range_are_404(ops_app: Any, tokens: dict[str, 
                         json={"status": "arrived"}).status_code == 404
     assert client.post(f"/vessels/{big}/tallies", data={}).status_code == 404
     assert client.post(f"/vessels/{big}/status", data={}).status_code == 404
+    assert client.post(f"/vessels/{big}", data={}).status_code == 404
     body = {"vessel_call_id": big, "direction": "discharged", "units": 1, "zone": "A"}
     refused = client.post("/api/tallies", headers=ops.auth(tokens["clerk"]), json=body)
     assert refused.status_code == 422 and fields_of(refused) == ["vessel_call_id"]
