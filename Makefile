@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PLUGIN_DIRS := $(sort $(dir $(wildcard plugins/*/pyproject.toml)))
 
-.PHONY: run test lint install install-test bench drills clean
+.PHONY: run test lint install install-test bench drills soak clean
 
 run: $(VENV)/.installed
 	-$(BIN)/stevedores demo-data  # operations plugin: sample data in an empty database
@@ -45,6 +45,13 @@ bench: $(VENV)/.test-installed
 # Fault drills under load (DRILL_SECONDS=15 each by default).
 drills: $(VENV)/.test-installed
 	$(BIN)/python -m bench.drills
+
+# Hours, not minutes (SOAK_SECONDS=600 by default): load, Redis killed every minute, recycles,
+# SIGHUP and memory pressure in a 512 MB cgroup; fails on growth, lost metrics or 5xx.
+# Writes the "Soak" section of bench/RESULTS.md and bench/soak.png.
+SOAK_SECONDS ?= 600
+soak: $(VENV)/.test-installed
+	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python -m bench.soak
 
 clean:
 	rm -rf $(VENV) build *.egg-info core/*.egg-info plugins/*/*.egg-info
