@@ -11,7 +11,7 @@ import http.client
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 from urllib.parse import urlsplit
 
 
@@ -73,11 +73,13 @@ class Load:
     """``clients`` threads requesting ``paths`` in turn against ``base_url`` until stopped."""
 
     def __init__(self, base_url: str, paths: Sequence[str], clients: int = 50, timeout: float = 15.0,
-                 headers: dict[str, str] | None = None) -> None:
+                 headers: dict[str, str] | None = None, on_record: Callable[[Record], None] | None = None) -> None:
+        """``on_record``: called with each finished request instead of keeping it in ``stats``
+        (a long run then keeps counts, not a record per request); it must be thread-safe."""
         parts = urlsplit(base_url)
         self.headers = {"Connection": "keep-alive", **(headers or {})}
         self.host, self.port = parts.hostname or "127.0.0.1", parts.port or 80
-        self.paths, self.clients, self.timeout = list(paths), clients, timeout
+        self.paths, self.clients, self.timeout, self.on_record = list(paths), clients, timeout, on_record
         self.stats = Stats()
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -134,6 +136,9 @@ class Load:
                     conn.close()
                 conn = None
                 time.sleep(0.01)
+            if self.on_record is not None:
+                self.on_record(record)
+                continue
             with self._lock:
                 self.stats.records.append(record)
         if conn is not None:

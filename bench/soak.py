@@ -53,7 +53,6 @@ Writes the section "Soak" of bench/RESULTS.md and the plot bench/soak.png.
 from __future__ import annotations
 
 import argparse
-import http.client
 import math
 import os
 import re
@@ -74,6 +73,7 @@ from typing import Any, Callable
 
 import psutil
 
+from bench.loadgen import Load
 from bench.memory_cgroup import MemoryCgroup
 from bench.results import RESULTS, machine_line, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
@@ -141,54 +141,6 @@ class Tally:
     def server_errors(self) -> int:
         """5xx answers."""
         return sum(n for status, n in self.statuses.items() if status >= 500)
-
-
-class Load:
-    """``clients`` keep-alive clients requesting ``paths`` in turn until stopped; every answer is
-    tallied once it is complete (stopping waits for the requests in flight: the tally is exact)."""
-
-    def __init__(self, base_url: str, paths: tuple[str, ...], clients: int, tally: Tally, t0: float) -> None:
-        host, port = base_url.removeprefix("http://").split(":")
-        self.host, self.port, self.paths, self.tally, self.t0 = host, int(port), paths, tally, t0
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._client, args=(i,), daemon=True) for i in range(clients)]
-
-    def start(self) -> Load:
-        """Start every client."""
-        for thread in self._threads:
-            thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop and wait for each client's last request."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(30)
-
-    def _client(self, index: int) -> None:
-        conn: http.client.HTTPConnection | None = None
-        n = index
-        while not self._stop.is_set():
-            path = self.paths[n % len(self.paths)]
-            n += 1
-            try:
-                if conn is None:
-                    conn = http.client.HTTPConnection(self.host, self.port, timeout=30)
-                conn.request("GET", path, headers={"Connection": "keep-alive", **BEHIND_TLS_PROXY})
-                response = conn.getresponse()
-                response.read()
-                self.tally.record(time.monotonic() - self.t0, path, response.status)
-                if response.getheader("Connection", "").lower() == "close":
-                    conn.close()
-                    conn = None
-            except (OSError, http.client.HTTPException) as exc:
-                self.tally.record(time.monotonic() - self.t0, path, None, f"{type(exc).__name__}: {exc}")
-                if conn is not None:
-                    conn.close()
-                conn = None
-                time.sleep(0.01)
-        if conn is not None:
-            conn.close()
 
 
 def request(url: str, tally: Tally | None, t0: float, headers: dict[str, str] | None = None,
@@ -397,8 +349,9 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
     master_pid = s.server.proc.pid  # type: ignore[union-attr]
     tally = Tally()
     before = scrape(base)  # the readiness probe's requests, not the soak's
-    t0 = time.monotonic()
-    load = Load(base, LOAD_PATHS, CLIENTS, tally, t0).start()
+    load = Load(base, LOAD_PATHS, clients=CLIENTS, timeout=30, headers=BEHIND_TLS_PROXY,
+                on_record=lambda r: tally.record(r.started + r.elapsed, r.path, r.status, r.error or "")).start()
+    t0 = time.monotonic() - load.now()  # the load's clock: events and answers on one time axis
     probe = LoginProbe(base, t0)
     probe_thread = threading.Thread(target=probe.run, args=(seconds,), daemon=True)
     probe_thread.start()
