@@ -41,6 +41,10 @@ class HealthCheck:
     unhealthy (HTTP 503); non-critical ones only degrade it. ``timeout`` is in seconds.
     ``panel``, if given, turns the check's result (as the reader of the status page sees
     it, so figures may be missing) into a :class:`StatusPanel`, or None for no card.
+    ``public`` names the figures anyone may see on ``/health`` (e.g.
+    ``("circuit_breaker_state",)``); every other figure is shown to operators (OPS_TOKEN)
+    only, and anonymous callers get ``status``, ``response_time_ms``, ``critical`` and a
+    scrubbed ``error``.
     """
 
     name: str
@@ -49,6 +53,7 @@ class HealthCheck:
     timeout: float = 2.0
     description: str = ""
     panel: Callable[[Mapping[str, Any]], StatusPanel | None] | None = None
+    public: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not self.name or not isinstance(self.name, str):
@@ -57,6 +62,9 @@ class HealthCheck:
             raise ValueError(f"HealthCheck {self.name!r}: func must be callable")
         if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
             raise ValueError(f"HealthCheck {self.name!r}: timeout must be > 0 seconds")
+        if isinstance(self.public, str) or not all(isinstance(n, str) for n in self.public):
+            raise ValueError(f"HealthCheck {self.name!r}: public must be a tuple of figure names")
+        object.__setattr__(self, "public", tuple(self.public))
 
 
 @dataclass(frozen=True)

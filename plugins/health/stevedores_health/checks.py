@@ -37,7 +37,7 @@ def database_check(runtime: Runtime, timeout: float) -> HealthCheck:
         return {"status": "degraded" if round_trip_ms > SLOW_DATABASE_MS else "healthy",
                 "backend": engine.url.get_backend_name(), "round_trip_ms": round_trip_ms, **pool_figures(engine)}
 
-    return HealthCheck("database", database, critical=True, timeout=timeout,
+    return HealthCheck("database", database, critical=True, timeout=timeout, public=("pool_size",),
                        description="A round trip to the database (DATABASE_URL) through the shared pool.")
 
 

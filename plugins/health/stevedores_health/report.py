@@ -45,17 +45,25 @@ class CheckResult:
     error: str | None = None
     error_detail: str | None = None
     description: str = ""
+    public: tuple[str, ...] = ()
 
     @property
     def outcome(self) -> str:
         """``passed``, ``warning`` or ``failed``."""
         return OUTCOME_OF_STATUS.get(self.status, FAILED)
 
-    def as_dict(self, *, public_figures: Mapping[str, Any] | None = None, operator: bool = False) -> dict[str, Any]:
-        """JSON-ready form: status and response_time_ms first, then figures, then the error."""
+    def as_dict(self, *, public_figures: Mapping[str, Any] | None = None, operator: bool = False,
+                documented_only: bool = False) -> dict[str, Any]:
+        """JSON-ready form: status and response_time_ms first, then figures, then the error.
+
+        Operators get the raw figures; anyone else the scrubbed ``public_figures``, and with
+        ``documented_only`` only those the check declared ``public`` (anonymous /health).
+        """
         out: dict[str, Any] = {"status": self.status, "response_time_ms": self.response_time_ms,
                                "critical": self.critical}
         figures = self.figures if operator or public_figures is None else public_figures
+        if documented_only and not operator:
+            figures = {k: v for k, v in figures.items() if k in self.public}
         for key, value in figures.items():
             out.setdefault(key, value)
         if self.error:
@@ -112,12 +120,13 @@ class Report:
         """``2025-01-06T12:00:00Z``."""
         return self.timestamp.strftime("%Y-%m-%dT%H:%M:%SZ")
 
-    def as_dict(self, *, operator: bool = False) -> dict[str, Any]:
-        """The guide's shape: status, timestamp, checks, summary."""
+    def as_dict(self, *, operator: bool = False, documented_only: bool = False) -> dict[str, Any]:
+        """The guide's shape: status, timestamp, checks, summary (see :meth:`CheckResult.as_dict`)."""
         return {
             "status": self.status,
             "timestamp": self.iso_timestamp,
-            "checks": {r.name: r.as_dict(public_figures=self.public_figures.get(r.name), operator=operator)
+            "checks": {r.name: r.as_dict(public_figures=self.public_figures.get(r.name), operator=operator,
+                                         documented_only=documented_only)
                        for r in self.results},
             "summary": self.summary,
         }

@@ -174,12 +174,12 @@ class CheckRunner:
                                                               f"{', '.join(OUTCOME_OF_STATUS)}"), elapsed)
         figures = {str(k): v for k, v in value.items() if k not in ("status", "response_time_ms")}
         return CheckResult(check.name, plugin, check.critical, status, _ms(elapsed), figures,
-                           description=check.description)
+                           description=check.description, public=check.public)
 
     def _failure(self, plugin: str, check: HealthCheck, exc: BaseException, elapsed: float) -> CheckResult:
         return CheckResult(check.name, plugin, check.critical, "error", _ms(elapsed), {},
                            error=public_error(exc, self.secrets), error_detail=operator_error(exc, self.secrets),
-                           description=check.description)
+                           description=check.description, public=check.public)
 
     def shutdown(self) -> None:
         """Release the pool's idle threads."""

@@ -17,4 +17,7 @@ SETTINGS: list[Setting] = [
             "The system check warns when the 1-minute load average per available CPU exceeds this."),
     Setting("HEALTH_STATUS_REFRESH", Int(min=1, max=3600), 10,
             "Seconds between refreshes of the /status page."),
+    Setting("HEALTH_CACHE_SECONDS", Float(min=0, max=60), 1.0,
+            "Seconds a /health or /health/ready result is reused within a worker, so that a flood of "
+            "requests cannot run every check per request (0: run them on every request)."),
 ]

@@ -28,13 +28,14 @@ class HealthSettings:
     disk_min_free_percent: float
     load_warn_per_cpu: float
     status_refresh: int
+    cache_seconds: float = 1.0
 
     @classmethod
     def from_config(cls, config: Any) -> HealthSettings:
         """Read the HEALTH_* settings from the validated config."""
         return cls(config["HEALTH_QUICK_TTL"], config["HEALTH_REFRESH_INTERVAL"], config["HEALTH_DATABASE_TIMEOUT"],
                    config["HEALTH_DISK_MIN_FREE_PERCENT"], config["HEALTH_LOAD_WARN_PER_CPU"],
-                   config["HEALTH_STATUS_REFRESH"])
+                   config["HEALTH_STATUS_REFRESH"], config["HEALTH_CACHE_SECONDS"])
 
 
 class HealthState:
@@ -45,6 +46,7 @@ class HealthState:
         self.snapshot = QuickSnapshot(self.run_all, settings.quick_ttl, settings.refresh_interval)
         self._runner: CheckRunner | None = None
         self._lock = threading.Lock()
+        self._critical: Report | None = None
         self._transitions = TransitionLog()
 
     @property
@@ -66,6 +68,21 @@ class HealthState:
     def run_critical(self) -> Report:
         """Only the critical checks (readiness)."""
         return self.runner.run(critical_only=True)
+
+    def recent_all(self) -> Report:
+        """Every check's result at most HEALTH_CACHE_SECONDS old (/health): the newest report
+        (any /health request's or the background refresher's), else a fresh run."""
+        report = self.snapshot.report
+        if report is not None and report.age() < self.settings.cache_seconds:
+            return report
+        return self.run_all()
+
+    def recent_critical(self) -> Report:
+        """The critical checks' result at most HEALTH_CACHE_SECONDS old (/health/ready)."""
+        report = self._critical
+        if report is None or report.age() >= self.settings.cache_seconds:
+            report = self._critical = self.run_critical()
+        return report
 
     def _report_result(self, result: CheckResult) -> None:
         telemetry = self.runtime.telemetry

@@ -2,7 +2,10 @@
 
 Probe routes are marked ``@infrastructure`` (never rate limited nor redirected to
 HTTPS). Health answers are JSON with ``Cache-Control: no-store``; operators (OPS_TOKEN
-in the Authorization header) get full error texts, everyone else a scrubbed summary.
+in the Authorization header) get full error texts and every figure, everyone else a
+scrubbed summary with the figures each check declared public (``HealthCheck.public``: the
+deployment guide's fields), never process, host or pool internals. /health and
+/health/ready reuse a result up to HEALTH_CACHE_SECONDS old.
 """
 
 from __future__ import annotations
@@ -32,6 +35,12 @@ def _json(body: str | bytes, status: int, **headers: str) -> Response:
     return response
 
 
+def _documented_only() -> bool:
+    """Anonymous callers see only the figures checks declared public, except in the development
+    profile, which serves on 127.0.0.1 only (``make run``): there the newcomer sees everything."""
+    return current_app.extensions["stevedores"].config.profile != "development"
+
+
 def create_blueprint() -> Blueprint:
     """A fresh blueprint for one app (templates and the status page's static files)."""
     bp = Blueprint("health", __name__, template_folder="templates", static_folder="static",
@@ -40,9 +49,11 @@ def create_blueprint() -> Blueprint:
     @bp.get("/health")
     @infrastructure
     def comprehensive() -> Response:
-        """Run every check now (concurrently, each within its timeout)."""
-        report = get_state(current_app).run_all()
-        return _json(dumps(report.as_dict(operator=is_operator())), report.http_status)
+        """Every check, run now (concurrently, each within its timeout) unless a result at most
+        HEALTH_CACHE_SECONDS old exists. Anonymous callers get the figures checks declared public."""
+        report = get_state(current_app).recent_all()
+        return _json(dumps(report.as_dict(operator=is_operator(), documented_only=_documented_only())),
+                     report.http_status)
 
     @bp.get("/health/quick")
     @infrastructure
@@ -64,9 +75,11 @@ def create_blueprint() -> Blueprint:
     @bp.get("/health/live")
     @infrastructure
     def live() -> Response:
-        """Liveness: the process answers. No dependency is checked, on purpose."""
-        return _json(dumps({"status": "alive", "pid": os.getpid(),
-                            "uptime_seconds": round(time.monotonic() - _STARTED, 1)}), 200)
+        """Liveness: the process answers. No dependency is checked, on purpose. The pid is for operators."""
+        body: dict[str, object] = {"status": "alive", "uptime_seconds": round(time.monotonic() - _STARTED, 1)}
+        if is_operator():
+            body["pid"] = os.getpid()
+        return _json(dumps(body), 200)
 
     @bp.get("/health/ready")
     @infrastructure
@@ -77,9 +90,9 @@ def create_blueprint() -> Blueprint:
         """
         if is_draining():
             return _json(DRAINING_BODY, 503)
-        report = get_state(current_app).run_critical()
+        report = get_state(current_app).recent_critical()
         body = {"status": "ready" if report.critical_ok else "not_ready", "timestamp": report.iso_timestamp,
-                "checks": report.as_dict(operator=is_operator())["checks"]}
+                "checks": report.as_dict(operator=is_operator(), documented_only=_documented_only())["checks"]}
         if not report.critical_ok:
             failed = [r.name for r in report.results if r.critical and r.outcome == FAILED]
             body["reason"] = "critical check failed: " + ", ".join(failed)

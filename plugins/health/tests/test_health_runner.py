@@ -24,7 +24,8 @@ def test_a_hanging_and_a_raising_check_fail_while_the_others_report(health_app: 
     app = health_app(
         HealthCheck("stuck", lambda: release.wait(30) and {"status": "healthy"}, timeout=0.5),
         HealthCheck("broken", lambda: 1 / 0, timeout=0.5),
-        HealthCheck("cranes", lambda: {"status": "healthy", "online": 3}, timeout=0.5),
+        HealthCheck("cranes", lambda: {"status": "healthy", "online": 3, "feed_pid": 42}, timeout=0.5,
+                    public=("online",)),
     )
     client = app.test_client()
     try:
@@ -131,7 +132,8 @@ def test_public_json_leaks_nothing_and_operators_see_the_detail(health_app: Call
         return {"status": "healthy", "url": "postgresql://app:pw@db.example.com/prod", "server_host": "db-7",
                 "note": "replica at 10.9.8.7 /var/lib/secret/thing", "connections": 4}
 
-    app = health_app(HealthCheck("leaky", leaky), HealthCheck("chatty", chatty), env={"OPS_TOKEN": token})
+    chatty_check = HealthCheck("chatty", chatty, public=("url", "server_host", "note", "connections"))
+    app = health_app(HealthCheck("leaky", leaky), chatty_check, env={"OPS_TOKEN": token})
     client = app.test_client()
     for path in ("/health", "/health/quick", "/health/ready"):
         public = client.get(path).get_data(as_text=True)
@@ -256,13 +258,15 @@ def test_the_application_check_flags_debug_in_production_and_failed_plugins(make
 
     app = make_stevedores_app(plugins=["health"], extra_plugins=[("broken", Broken())], env={
         "STEVEDORES_STRICT_PLUGINS": "0", "FLASK_ENV": "production", "SECRET_KEY": "p" * 40,
-        "HEALTH_LOAD_WARN_PER_CPU": "1000",
+        "HEALTH_LOAD_WARN_PER_CPU": "1000", "HEALTH_CACHE_SECONDS": "0", "OPS_TOKEN": "o" * 40,
         "HEALTH_DISK_MIN_FREE_PERCENT": "0"})
     client = app.test_client()
-    check = client.get("/health").get_json()["checks"]["application"]
+    operator = {"Authorization": "Bearer " + "o" * 40}  # the problems are for operators
+    check = client.get("/health", headers=operator).get_json()["checks"]["application"]
     assert check["status"] == "warning" and check["plugins_failed"] == ["broken"]
+    assert "plugins_failed" not in client.get("/health").get_json()["checks"]["application"]
     app.debug = True
-    body = client.get("/health").get_json()
+    body = client.get("/health", headers=operator).get_json()
     assert body["checks"]["application"]["status"] == "error"
     assert "debug mode is on in production" in body["checks"]["application"]["problems"]
     assert body["status"] == "degraded"  # configuration problems do not take the instance out of rotation
@@ -304,3 +308,34 @@ def test_figures_are_shown_as_the_refresh_script_shows_them(value: Any, shown: s
     from stevedores_health.status_page import shown as show
 
     assert show(value) == shown
+
+
+#: What the audit found on anonymous /health: process, host and pool internals.
+INTERNALS = ('"pid"', '"workers"', '"master"', '"rss_mb"', '"load_1m"', '"disk_free_mb"', '"checked_out"',
+             '"backend"', '"plugins_failed"', '"limit_mb"')
+
+
+def test_anonymous_health_keeps_the_guides_fields_and_nothing_internal(make_stevedores_app: Callable) -> None:
+    token = "ops-token-" + "h" * 32
+    client = make_stevedores_app(env={"OPS_TOKEN": token, "WEB_WORKERS": "1"}).test_client()
+    for path in ("/health", "/health/ready", "/health/live"):
+        text = client.get(path).get_data(as_text=True).replace(" ", "")
+        assert not [leak for leak in INTERNALS if leak in text], (path, text)
+    checks = client.get("/health").get_json()["checks"]
+    assert {"talisman_initialized", "csp_enabled"} <= set(checks["security"])  # docs/deployment.md's commands
+    assert {"circuit_breaker_state"} <= set(checks["redis"]) and "storage" in checks["rate_limiter"]
+    assert "memory_usage_percent" in checks["memory"] and "pool_size" in checks["database"]
+    operator = client.get("/health", headers={"Authorization": f"Bearer {token}"}).get_data(as_text=True)
+    assert all(leak in operator.replace(" ", "") for leak in ('"workers"', '"load_1m"', '"checked_out"'))
+    assert "pid" in client.get("/health/live", headers={"Authorization": f"Bearer {token}"}).get_json()
+
+
+@pytest.mark.parametrize(("seconds", "runs"), [("5", 2), ("0", 12)])
+def test_a_flood_of_health_requests_runs_the_checks_once_per_cache_period(
+        health_app: Callable, seconds: str, runs: int) -> None:
+    calls: list[float] = []
+    client = health_app(HealthCheck("counted", lambda: calls.append(1) or {"status": "healthy"}, critical=True),
+                        env={"HEALTH_CACHE_SECONDS": seconds}).test_client()
+    for _ in range(6):
+        assert client.get("/health").status_code == 200 and client.get("/health/ready").status_code == 200
+    assert len(calls) == runs  # /health once and /health/ready once per period, or every request

@@ -36,8 +36,8 @@ from stevedores import HealthCheck, hookimpl
 @hookimpl
 def stevedores_health_checks():
     return [HealthCheck("cranes", lambda: {"status": "healthy", "cranes_online": 3, "feed_up": True,
-                                           "berths": ["B1", "B2"], "load": 2.0}, timeout=1.0,
-                        description="Crane telemetry feed")]
+                                           "berths": ["B1", "B2"], "load": 2.0, "feed_pid": 4242}, timeout=1.0,
+                        description="Crane telemetry feed", public=("cranes_online", "feed_up", "berths", "load"))]
 '''
 
 

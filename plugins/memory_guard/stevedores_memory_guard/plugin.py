@@ -92,7 +92,7 @@ def stevedores_startup(app: Flask, config: Config) -> None:
 def stevedores_health_checks(app: Flask) -> list[HealthCheck]:
     """Non-critical "memory" check: memory pressure alone never takes the instance out of rotation."""
     guard: MemoryGuard = app.extensions[EXTENSION]
-    return [HealthCheck("memory", guard.health, critical=False, timeout=2.0,
+    return [HealthCheck("memory", guard.health, critical=False, timeout=2.0, public=("memory_usage_percent",),
                         description="Container memory against its limit; degraded at the warning threshold.",
                         panel=memory_panel)]
 

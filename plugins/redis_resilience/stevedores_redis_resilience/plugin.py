@@ -68,7 +68,7 @@ def stevedores_health_checks(app: Any, config: Any) -> list[HealthCheck]:
     timeout = max(1.0, redis_client.connect_timeout + redis_client.read_timeout + 0.5)
     return [HealthCheck("redis", redis_check(redis_client, get_service(app, "cache")), critical=False,
                         timeout=timeout, description="Redis answers PING; otherwise the in-memory fallback serves",
-                        panel=breaker_panel)]
+                        panel=breaker_panel, public=("circuit_breaker_state", "fallback"))]
 
 
 @hookimpl

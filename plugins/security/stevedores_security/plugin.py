@@ -138,8 +138,9 @@ def stevedores_health_checks(app: Flask) -> list[HealthCheck]:
     state: SecurityState = app.extensions[EXTENSION]
     return [
         HealthCheck("security", SecurityCheck(app, state.policy, state.production), critical=True, timeout=2.0,
-                    description="Talisman initialised, CSP enabled, security headers present on a real response"),
+                    description="Talisman initialised, CSP enabled, security headers present on a real response",
+                    public=("talisman_initialized", "csp_enabled")),
         HealthCheck("rate_limiter", RateLimiterCheck(state.counter, state.rate_limits.app_limits, state.rate_limits),
-                    critical=False, timeout=1.0,
+                    critical=False, timeout=1.0, public=("storage",),
                     description="Rate-limit storage in use (redis or memory) and why"),
     ]
