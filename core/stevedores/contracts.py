@@ -8,9 +8,11 @@ request path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol, TypeVar, runtime_checkable
 
 WSGIApp = Callable[..., Any]
+T = TypeVar("T")
+F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
 class StatusPanel:
@@ -120,3 +122,77 @@ class MenuLink:
     href: str
     description: str = ""
     nav: bool = False
+
+
+# --- services: what one plugin offers another through ``stevedores_services`` ------------
+# A plugin offering a well-known name must implement its protocol (checked at start-up,
+# see SERVICE_PROTOCOLS); a consumer asks ``get_service(app, name)`` and works without it.
+
+
+@runtime_checkable
+class RedisService(Protocol):
+    """``redis``: Redis behind a circuit breaker (the redis_resilience plugin)."""
+
+    @property
+    def configured(self) -> bool:
+        """True when REDIS_URL is set."""
+
+    @property
+    def state(self) -> str:
+        """The breaker: ``closed``, ``open``, ``half-open``, or ``not-configured``."""
+
+    def call(self, fn: Callable[[Any], T], fallback: Callable[[], T], operation: str = "call") -> T:
+        """``fn(redis.Redis client)`` through the breaker, or ``fallback()`` at once when Redis cannot answer."""
+
+
+@runtime_checkable
+class CacheService(Protocol):
+    """``cache``: a key-value cache that keeps answering (from memory) while Redis is down.
+
+    Values are text (bytes, ints and floats are stored as text); ``ttl`` is in seconds.
+    """
+
+    def get(self, key: str) -> str | None:
+        """The value, or None when absent or expired."""
+
+    def set(self, key: str, value: str | bytes | int | float, ttl: float | None = None) -> bool:
+        """Store ``value``; False when it could not be stored."""
+
+    def delete(self, key: str) -> bool:
+        """Remove ``key``; True when it existed."""
+
+    def incr(self, key: str, amount: int = 1, ttl: float | None = None) -> int:
+        """Add ``amount`` and return the new value (``ttl`` set when the key is created)."""
+
+
+@runtime_checkable
+class RateLimitsService(Protocol):
+    """``rate_limits``: per-client limits (the security plugin). ``spec`` is a limit string
+    such as ``"30 per minute"`` (the ``limits`` library's notation); a bad one raises ValueError."""
+
+    def limit(self, spec: str, scope: str | None = None,
+              deduct_when: Callable[[Any], bool] | None = None) -> Callable[[F], F]:
+        """A view decorator: the view (or every view sharing ``scope``) limited per client."""
+
+    def hit(self, spec: str, scope: str, key: str | None = None) -> bool:
+        """Count one event for ``key`` (default: the client address); True while within ``spec``."""
+
+    def allows(self, spec: str, scope: str, key: str | None = None) -> bool:
+        """True when one more event for ``key`` would stay within ``spec`` (counts nothing)."""
+
+
+@runtime_checkable
+class ResourcesService(Protocol):
+    """``resources``: what the container may use, read from its cgroup (the memory_guard plugin)."""
+
+    def cpus(self) -> float:
+        """CPUs this process may use: the cgroup CPU quota (quota / period, not rounded),
+        capped by the CPUs it may run on."""
+
+    def memory_limit_bytes(self) -> int:
+        """The memory limit in force: MEMORY_LIMIT_MB, else the cgroup's, else the host's memory."""
+
+
+#: Well-known service names and the protocol their provider must implement.
+SERVICE_PROTOCOLS: dict[str, type] = {"redis": RedisService, "cache": CacheService,
+                                      "rate_limits": RateLimitsService, "resources": ResourcesService}

@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
+from .redaction import redact, secrets_to_redact
+
 if TYPE_CHECKING:
     from .settings import Config
 
@@ -31,13 +33,11 @@ class OneLineFormatter(logging.Formatter):
 
     def __init__(self, fmt: str, datefmt: str, secrets: Iterable[str] = ()) -> None:
         super().__init__(fmt, datefmt=datefmt)
-        self.secrets = sorted((s for s in secrets if s), key=len, reverse=True)
+        self.secrets = secrets_to_redact(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
         line = super().format(record).replace("\r", "").replace("\n", " | ")
-        for secret in self.secrets:
-            line = line.replace(secret, "<redacted>")
-        return line
+        return redact(line, self.secrets)
 
 
 def configure_logging(config: Config) -> None:

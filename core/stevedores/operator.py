@@ -24,6 +24,8 @@ from typing import Any, Callable, TypeVar
 
 from flask import Flask, abort, current_app, g, jsonify, request
 
+from .contracts import RateLimitsService
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 EXTENSION = "stevedores_operator"
@@ -68,7 +70,7 @@ class FailureCounter:
 class ServiceCounter:
     """The same two questions asked of the ``rate_limits`` service (``allows``/``hit``, docs/plugins.md)."""
 
-    def __init__(self, per_minute: int, rate_limits: Any) -> None:
+    def __init__(self, per_minute: int, rate_limits: RateLimitsService) -> None:
         self.spec, self.rate_limits = f"{per_minute} per minute", rate_limits
 
     def allows(self, client: str) -> bool:
@@ -85,8 +87,7 @@ def install(app: Flask) -> None:
     runtime = app.extensions["stevedores"]
     per_minute = runtime.config["OPS_TOKEN_FAILURES_PER_MINUTE"]
     rate_limits = runtime.service("rate_limits")
-    usable = rate_limits is not None and callable(getattr(rate_limits, "hit", None)) \
-        and callable(getattr(rate_limits, "allows", None))
+    usable = isinstance(rate_limits, RateLimitsService)
     app.extensions[EXTENSION] = ServiceCounter(per_minute, rate_limits) if usable else FailureCounter(per_minute)
 
 

@@ -11,7 +11,7 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 
-from .contracts import HealthCheck, MenuLink, Middleware, WorkerProposal
+from .contracts import SERVICE_PROTOCOLS, HealthCheck, MenuLink, Middleware, WorkerProposal
 from .database import EngineHolder
 from .plugins import Plugins
 from .settings import CORE_SETTINGS, Config, ConfigError, Problem, Setting, read_config
@@ -81,6 +81,12 @@ class Runtime:
             taken = [n for n in offered if n in self.services]
             if taken:
                 self.plugins.fail(plugin, f"service {taken[0]!r} is already offered by {self.service_owners[taken[0]]}")
+                continue
+            unfit = [n for n, service in offered.items()
+                     if n in SERVICE_PROTOCOLS and not isinstance(service, SERVICE_PROTOCOLS[n])]
+            if unfit:
+                self.plugins.fail(plugin, f"service {unfit[0]!r} does not implement "
+                                          f"stevedores.contracts.{SERVICE_PROTOCOLS[unfit[0]].__name__}")
                 continue
             for name, service in offered.items():
                 self.services[name], self.service_owners[name] = service, plugin

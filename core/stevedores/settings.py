@@ -16,10 +16,10 @@ from urllib.parse import urlsplit
 
 from .body_limit import DEFAULT_MAX_CONTENT_LENGTH
 from .proxies import AddressList
+from .redaction import MIN_SECRET_LENGTH, REDACTED
 
 log = logging.getLogger("stevedores.settings")
 
-REDACTED = "<redacted>"
 PRODUCTION_CONFIGS = ("production", "render")
 MIN_SECRET_KEY_LENGTH = 32
 
@@ -228,9 +228,9 @@ class Config(Mapping[str, Any]):
         return self.profile == "production"
 
     def secret_values(self) -> list[str]:
-        """The values of secret settings (for log redaction); values under 4 characters are skipped."""
+        """The values of secret settings (for redaction); values under MIN_SECRET_LENGTH characters are skipped."""
         return [str(self._values[n]) for n, s in self.settings.items() if s.secret and self._values.get(n)
-                and len(str(self._values[n])) >= 4]
+                and len(str(self._values[n])) >= MIN_SECRET_LENGTH]
 
     def warn_if_secret_key_ephemeral(self) -> None:
         """Log, once, that sessions will not survive a restart (call where a server starts: the one

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from stevedores import HealthCheck
+from stevedores.settings import MIN_SECRET_KEY_LENGTH
 
 if TYPE_CHECKING:
     from flask import Flask
@@ -69,7 +70,7 @@ def application_check(app: Flask, runtime: Runtime) -> HealthCheck:
         warnings: list[str] = []
         if production and app.debug:
             problems.append("debug mode is on in production")
-        if production and (len(key) < 32 or ephemeral):
+        if production and (len(key) < MIN_SECRET_KEY_LENGTH or ephemeral):
             problems.append("SECRET_KEY is too short for production")
         if not key:
             problems.append("SECRET_KEY is not set")
@@ -88,13 +89,23 @@ def application_check(app: Flask, runtime: Runtime) -> HealthCheck:
                        description="Configuration sanity: debug off in production, secret key, plugins loaded.")
 
 
-def system_check(disk_path: Callable[[], str], min_free_percent: float, load_per_cpu: float) -> HealthCheck:
-    """Disk free space where the dashboard writes, and the load average per available CPU."""
+def host_cpus() -> float:
+    """CPUs this process may run on (the affinity mask): the figure without a ``resources`` service."""
+    try:
+        return float(len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return float(os.cpu_count() or 1)
+
+
+def system_check(disk_path: Callable[[], str], min_free_percent: float, load_per_cpu: float,
+                 available_cpus: Callable[[], float] = host_cpus) -> HealthCheck:
+    """Disk free space where the dashboard writes, and the load average per available CPU
+    (``available_cpus``: the ``resources`` service's quota-aware count when offered)."""
 
     def system() -> dict[str, Any]:
         usage = shutil.disk_usage(disk_path())
         free_percent = round(usage.free / usage.total * 100, 1) if usage.total else 0.0
-        cpus = available_cpus()
+        cpus = round(available_cpus(), 2)
         load1, load5, load15 = os.getloadavg()
         per_cpu = round(load1 / cpus, 2)
         notes: list[str] = []
@@ -111,33 +122,6 @@ def system_check(disk_path: Callable[[], str], min_free_percent: float, load_per
 
     return HealthCheck("system", system, critical=False, timeout=1.0,
                        description="Disk free space and load average per CPU available to the container.")
-
-
-def available_cpus() -> float:
-    """CPUs this process may use: the cgroup v2 quota (cpu.max) when set, else the affinity mask."""
-    try:
-        cpus: float = len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        cpus = os.cpu_count() or 1
-    quota = _cgroup_cpu_quota()
-    return round(min(cpus, quota), 2) if quota else cpus
-
-
-def _cgroup_cpu_quota() -> float | None:
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    relative = next((line.split(":", 2)[2] for line in lines if line.startswith("0::")), None)
-    if relative is None:
-        return None
-    try:
-        quota, period = (Path("/sys/fs/cgroup") / relative.lstrip("/") / "cpu.max").read_text().split()[:2]
-    except (OSError, ValueError):
-        return None
-    if quota == "max":
-        return None
-    return max(0.01, int(quota) / int(period))
 
 
 def writable_location(runtime: Runtime) -> Callable[[], str]:

@@ -11,9 +11,10 @@ from typing import Any
 from flask import Flask
 
 from stevedores import HealthCheck, MenuLink, Middleware, Setting, get_runtime, hookimpl
+from stevedores.contracts import ResourcesService
 from stevedores.telemetry import Metric
 
-from .checks import application_check, database_check, system_check, writable_location
+from .checks import application_check, database_check, host_cpus, system_check, writable_location
 from .fast_probe import quick_probe_middleware
 from .settings import SETTINGS
 from .state import EXTENSION, HealthSettings, HealthState
@@ -52,10 +53,12 @@ def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
     """database (critical), application and system."""
     runtime = get_runtime(app)
     settings = HealthSettings.from_config(config)
+    resources = runtime.service("resources")
     return [
         database_check(runtime, settings.database_timeout),
         application_check(app, runtime),
-        system_check(writable_location(runtime), settings.disk_min_free_percent, settings.load_warn_per_cpu),
+        system_check(writable_location(runtime), settings.disk_min_free_percent, settings.load_warn_per_cpu,
+                     resources.cpus if isinstance(resources, ResourcesService) else host_cpus),
     ]
 
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 import re
 from typing import Any, Iterable, Mapping
 
-REDACTED = "<redacted>"
+from stevedores.redaction import REDACTED, redact
+
 PUBLIC_MESSAGE_LENGTH = 160
 
 # Figures whose *text* is never public (numbers and booleans under these names are harmless).
@@ -37,10 +38,7 @@ _DOTTED_HOST = re.compile(r"\b(?:[a-z0-9-]+\.)+(?:local|internal|com|net|org|io|
 
 def redact_secrets(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every secret value replaced (operators see everything else)."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    return redact(text, secrets)
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:

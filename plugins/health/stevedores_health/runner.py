@@ -120,11 +120,6 @@ class CheckRunner:
         self._pid = os.getpid()
         self._running: dict[str, _Execution] = {}
 
-    @property
-    def max_timeout(self) -> float:
-        """The largest check timeout: the longest a run may take."""
-        return max((c.timeout for _p, c in self.checks), default=0.0)
-
     def run(self, *, critical_only: bool = False) -> Report:
         """Run every check (or the critical ones) and wait at most for the largest timeout."""
         selected = [(p, c) for p, c in self.checks if c.critical or not critical_only]

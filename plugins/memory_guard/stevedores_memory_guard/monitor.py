@@ -93,7 +93,6 @@ class MemoryMonitor:
         self.clock = clock
         self.stopping = stopping
         self.state = "ok"
-        self.last_sample: MemorySample | None = None
         self._recycling = False
         self._said_cannot_recycle = False
         self._last_gc_log = float("-inf")
@@ -124,7 +123,6 @@ class MemoryMonitor:
 
     def _sample(self) -> MemorySample:
         sample = self.sampler.sample()
-        self.last_sample = sample
         self.telemetry.gauge("memory_used_bytes", sample.used_bytes)
         self.telemetry.gauge("memory_limit_bytes", sample.limit_bytes)
         return sample

@@ -51,6 +51,12 @@ def stevedores_check_config(config: Config) -> list[Problem]:
 
 
 @hookimpl
+def stevedores_services(config: Config) -> dict[str, Resources]:
+    """``resources``: the container's CPU quota and memory limit (stevedores.contracts.ResourcesService)."""
+    return {"resources": Resources.from_config(config)}
+
+
+@hookimpl
 def stevedores_worker_limits(config: Config) -> list[WorkerProposal]:
     """Two caps: limit / WORKER_MEMORY_MB workers by memory, 2 x quota-aware CPUs + 1 by CPU."""
     resources = Resources.from_config(config)

@@ -306,10 +306,6 @@ class Resources:
                               get("MEMORY_PROC_CGROUP") or DEFAULT_PROC_CGROUP)
         return cls(reader, get("MEMORY_LIMIT_MB"))
 
-    def cgroup_memory_limit(self) -> MemoryLimit | None:
-        """The cgroup's own limit (ignoring MEMORY_LIMIT_MB), or None."""
-        return self.reader.memory_limit()
-
     def memory_limit(self) -> MemoryLimit:
         """MEMORY_LIMIT_MB when set, else the tightest cgroup limit, else the host's memory.
 
@@ -324,6 +320,15 @@ class Resources:
         if cgroup is not None:
             return cgroup
         return MemoryLimit(self._host_memory(), "host")
+
+    def cpus(self) -> float:
+        """The ``resources`` service's CPU figure: quota / period (not rounded), capped by the host's CPUs."""
+        quota = self.cpu_quota()
+        return min(float(quota.cpus), quota.exact) if quota.exact is not None else float(quota.cpus)
+
+    def memory_limit_bytes(self) -> int:
+        """The ``resources`` service's memory figure: :meth:`memory_limit` in bytes."""
+        return self.memory_limit().bytes
 
     def cpu_quota(self) -> CpuQuota:
         """The quota-aware CPU count: ceil(quota / period), capped by the CPUs we may run on."""

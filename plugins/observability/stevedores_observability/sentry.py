@@ -13,11 +13,12 @@ import logging
 from typing import Any, Callable, Iterable
 
 from stevedores import __version__
+from stevedores.redaction import REDACTED, redact
 from stevedores.settings import Config
 
 log = logging.getLogger("stevedores.observability")
 
-FILTERED = "[Filtered]"
+FILTERED = REDACTED  # the core's one replacement token, as in the logs and /health
 MIN_REDACTED_LENGTH = 6  # shorter values would blank out ordinary words
 
 #: Request headers that carry credentials or session state (compared lower-case).
@@ -66,7 +67,7 @@ def make_scrubber(secrets: Iterable[str]) -> Callable[[dict[str, Any], Any], dic
                 request["headers"] = [h for h in headers if not (isinstance(h, (list, tuple)) and h
                                                                  and str(h[0]).lower() in SENSITIVE_HEADERS)]
         redacted = tuple(sorted({*secret_values, *_request_credentials()}, key=len, reverse=True))
-        return _redact(event, redacted) if redacted else event
+        return redact(event, redacted)
 
     return scrub
 
@@ -86,17 +87,3 @@ def _request_credentials() -> tuple[str, ...]:
                 found.append(credential.strip())
     found.extend(v for v in request.cookies.values() if v)
     return tuple(v for v in found if len(v) >= MIN_REDACTED_LENGTH)
-
-
-def _redact(value: Any, secrets: tuple[str, ...]) -> Any:
-    """``value`` with every occurrence of a secret replaced, in nested dicts, lists and strings."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret in value:
-                value = value.replace(secret, FILTERED)
-        return value
-    if isinstance(value, dict):
-        return {k: _redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redact(v, secrets) for v in value]
-    return value

@@ -12,6 +12,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
 from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
+from stevedores.contracts import RateLimitsService
 
 from .context import OperationsState, login_account_key
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
@@ -65,7 +66,7 @@ def _limit(app: Flask, spec: str, scope: str, deduct_when: Callable[[Any], bool]
            key: Callable[[], str] | None = None) -> Callable:
     """The rate_limits service's decorator (per client address, or per ``key()``), or a no-op without it."""
     limits = get_service(app, "rate_limits")
-    if limits is None:
+    if not isinstance(limits, RateLimitsService):
         return lambda view: view
     if key is not None:
         return limits.limit(spec, scope=scope, deduct_when=deduct_when, key=key)

@@ -353,14 +353,9 @@ def recent_tallies(conn: Connection, call_id: int, limit: int) -> list[dict[str,
     return [tally_json(r) for r in rows]
 
 
-def tally_series(engine: Engine, call_id: int) -> list[tuple[datetime, str, int]]:
-    """Units tallied per minute and plan direction as (minute, direction, units), oldest first (for the chart)."""
-    with single_statements(engine) as conn:
-        return tally_series_on(conn, call_id)
-
-
 def tally_series_on(conn: Connection, call_id: int) -> list[tuple[datetime, str, int]]:
-    """``tally_series`` on an open connection: summed by the database, one row per minute and direction.
+    """Units tallied per minute and plan direction as (minute, direction, units), oldest first (for the
+    chart), on an open connection: summed by the database, one row per minute and direction.
 
     The chart is a few hundred pixels wide, so minutes lose nothing visible, and a vessel call with
     thousands of tallies costs a few hundred rows instead of thousands.

@@ -21,6 +21,8 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DBAPIError
 
+from stevedores.contracts import CacheService
+
 from .conditional import etag_of
 from .domain import (
     AT_BERTH,
@@ -176,7 +178,7 @@ def _berths(calls: Sequence[Any], configured: Sequence[str]) -> list[dict[str, A
 class SummaryCache:
     """The cached summary: ``cache`` service (may be None), TTL in seconds, and the inputs."""
 
-    def __init__(self, engine_of: Any, cache: Any, ttl: int, shift_starts: Sequence[time],
+    def __init__(self, engine_of: Any, cache: CacheService | None, ttl: int, shift_starts: Sequence[time],
                  berths: Sequence[str]) -> None:
         self._engine_of, self.cache, self.ttl = engine_of, cache, ttl
         self.shift_starts, self.berths = shift_starts, berths

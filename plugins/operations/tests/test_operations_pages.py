@@ -47,6 +47,12 @@ class FakeLimits:
             return limited
         return decorate
 
+    def hit(self, spec: str, scope: str, key: str | None = None) -> bool:  # the rest of the contract
+        return True
+
+    def allows(self, spec: str, scope: str, key: str | None = None) -> bool:
+        return True
+
 
 class DictCache:
     """A stand-in for the cache service."""

@@ -34,6 +34,8 @@ from limits import RateLimitItem
 from limits.util import WindowStats
 from redis.commands.core import Script
 
+from stevedores.contracts import RedisService
+
 from .memory_windows import MemoryWindows
 
 log = logging.getLogger("stevedores.security")
@@ -88,11 +90,12 @@ class ResilientCounter:
     in use changes. :meth:`batch` names the app-wide limits counted in one round trip.
     """
 
-    def __init__(self, redis: Any, instances: int = 1, on_storage_change: Callable[[str, str], None] | None = None,
+    def __init__(self, redis: RedisService | None, instances: int = 1,
+                 on_storage_change: Callable[[str, str], None] | None = None,
                  fallback: Windows | None = None) -> None:
         self.memory = MemoryWindows()
         self.fallback: Windows = fallback if fallback is not None else self.memory
-        self.redis = redis if redis is not None and getattr(redis, "configured", False) else None
+        self.redis = redis if isinstance(redis, RedisService) and redis.configured else None
         self.instances = max(1, int(instances))
         self._on_change = on_storage_change
         self._lock = threading.Lock()
@@ -280,7 +283,7 @@ class ResilientCounter:
             result = in_memory()
         if fell_back:
             _give_up_for_this_request()
-            self._observe("memory", reason_for(getattr(self.redis, "state", "")))
+            self._observe("memory", reason_for(self.redis.state if self.redis is not None else ""))
         else:
             self._observe("redis", "Redis answers (counts shared by all workers)")
         return result

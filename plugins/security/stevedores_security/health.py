@@ -84,7 +84,7 @@ class RateLimiterCheck:
         counter = self.counter
         redis = counter.redis
         storage, reason = counter.storage_in_use, counter.reason
-        if redis is not None and getattr(redis, "state", "") == "open":
+        if redis is not None and redis.state == "open":
             # The next counted request goes to memory without asking Redis: say so now,
             # not only after a request has been counted.
             storage, reason = "memory", reason_for("open")
@@ -98,6 +98,6 @@ class RateLimiterCheck:
             "refusals": self.rate_limits.refusals,
         }
         if redis is not None:
-            figures["redis_state"] = getattr(redis, "state", "unknown")
+            figures["redis_state"] = redis.state
         degraded = redis is not None and storage == "memory"
         return {**figures, "status": "degraded" if degraded else "healthy"}
