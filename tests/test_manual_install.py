@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import urllib.request
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from stevedores.testing import free_port, wait_for_http
+from stevedores.testing import free_port, stop_process, wait_for_http
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -31,8 +30,10 @@ def test_requirements_install_and_the_guide_command_serves(tmp_path: Path) -> No
                 "SECRET_KEY": "m" * 40, "PORT": str(port), "WEB_WORKERS": "1", "LOG_FILE": "none",
                 "SHUTDOWN_DRAIN_SECONDS": "0",  # tests/test_drain.py covers the drain
                 "DATABASE_URL": f"sqlite:///{tmp_path / 'manual.sqlite3'}"})
-    proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:application"], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log_path = tmp_path / "gunicorn.log"
+    with log_path.open("wb") as log:  # a file, not a pipe: nothing blocks on a full pipe while it stops
+        proc = subprocess.Popen(["gunicorn", "-c", "gunicorn.conf.py", "wsgi:application"], cwd=REPO, env=env,
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health/live", 60, proc)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/health/live", timeout=10) as response:
@@ -43,8 +44,8 @@ def test_requirements_install_and_the_guide_command_serves(tmp_path: Path) -> No
         expected = {p.parent.name for p in REPO.glob("plugins/*/pyproject.toml")}
         assert {name for name, status in plugins.items() if status == "active"} == expected
     finally:
-        proc.send_signal(signal.SIGTERM)
-        output = proc.communicate(timeout=40)[0]
+        stop_process(proc, timeout=40)  # SIGTERM; SIGKILL to the group if it does not stop
+    output = log_path.read_text(errors="replace")
     assert proc.returncode == 0, output[-3000:]
     assert "Final Workers: 1" in output
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import stevedores; print(stevedores.__file__)"],
