@@ -80,7 +80,7 @@ def test_the_readmes_commands_post_a_first_tally(served: tuple[dict[str, str], i
 
 
 def test_the_readme_states_the_password_rule_the_code_applies(tmp_path: Path) -> None:
-    from stevedores_operations.accounts import MIN_PASSWORD_LENGTH
+    from stevedores_operations.passwords import MIN_PASSWORD_LENGTH
 
     assert f"Passwords need at least {MIN_PASSWORD_LENGTH} characters" in " ".join(
         (REPO / "README.md").read_text().split())
