@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterator
 import pytest
 from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
+from stevedores_observability.sentry import FILTERED
 
 from stevedores.testing import free_port
 
@@ -27,9 +28,14 @@ TOKEN = "ops-token-for-gunicorn-tests-42"
 ITEM_ROUTE = "/_probe/item/<int:item_id>"
 COOKIE_VALUE = "cookie-value-must-not-leave-7f3a9c"
 AUTH_VALUE = "bearer-value-must-not-leave-91b2d4"
+QUERY_VALUE = "query-value-must-not-leave-3c8e"
+USERNAME_VALUE = "harbour.master.0c41"
+PASSWORD_VALUE = "password-must-not-leave-d27a"
 
 PROBE_PLUGIN = '''
-"""Test-only routes: an item page, a Redis round trip through the service, and a failure."""
+"""Test-only routes: an item page, a Redis round trip through the service, and failures."""
+import logging
+
 from flask import request
 from stevedores import get_service, hookimpl
 
@@ -51,7 +57,18 @@ def stevedores_startup(app):
     def probe_boom():
         cookie = request.cookies.get("session")  # kept in locals: Sentry captures frame variables
         authorization = request.headers.get("Authorization")
+        lookup = request.args.get("lookup")
+        logging.getLogger("probe").warning("looking up %s via %s", lookup, request.full_path)  # a breadcrumb
         raise RuntimeError(f"probe failure ({len(cookie or '')}, {len(authorization or '')})")
+
+    @app.post("/_probe/login")
+    def probe_login():
+        import sentry_sdk
+
+        username = request.form["username"]
+        password = request.form["password"]
+        sentry_sdk.set_user({"id": 7, "username": username, "email": username + "@port.example"})
+        raise RuntimeError(f"login failed for {username} ({len(password)})")
 '''
 
 
@@ -231,15 +248,27 @@ def test_an_unhandled_error_reaches_sentry_without_cookies_or_credentials(
         "WEB_WORKERS": "1", "PYTHONPATH": str(probe_site), "OPS_TOKEN": TOKEN,
         "SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry_stub.port}/1",
     }, ready_path="/health/live")
-    status, _body = get(server.url + "/_probe/boom", {"Cookie": f"session={COOKIE_VALUE}",
-                                                       "Authorization": f"Bearer {AUTH_VALUE}"})
+    status, _body = get(server.url + f"/_probe/boom?lookup={QUERY_VALUE}&page=2",
+                        {"Cookie": f"session={COOKIE_VALUE}", "Authorization": f"Bearer {AUTH_VALUE}"})
     assert status == 500
+    form = f"username={USERNAME_VALUE}&password={PASSWORD_VALUE}".encode()
+    try:
+        urllib.request.urlopen(urllib.request.Request(server.url + "/_probe/login", data=form), timeout=10)
+    except urllib.error.HTTPError as exc:
+        assert exc.code == 500
     deadline = time.monotonic() + 15
-    while not sentry_stub.events() and time.monotonic() < deadline:
+    while len(sentry_stub.events()) < 2 and time.monotonic() < deadline:
         time.sleep(0.1)
     events = sentry_stub.events()
-    assert len(events) == 1, server.log()
-    event = events[0]
+    assert len(events) == 2, server.log()
+    event, login = sorted(events, key=lambda e: e["request"]["url"])
+    # The audit: query-string values and login usernames reached Sentry. Names stay, values go.
+    assert event["request"]["query_string"] == f"lookup={FILTERED}&page={FILTERED}"
+    assert login["user"] == {"id": 7}
+    assert login["exception"]["values"][-1]["value"].startswith(f"login failed for {FILTERED}")
+    login_frame = next(f for f in login["exception"]["values"][-1]["stacktrace"]["frames"]
+                       if f.get("function") == "probe_login")
+    assert "username" in login_frame["vars"] and "password" in login_frame["vars"]  # there, but filtered
     assert event["exception"]["values"][-1]["value"].startswith("probe failure")
     assert event["environment"] == "testing"
     assert event["release"].startswith("stevedores-dashboard@")
@@ -248,6 +277,7 @@ def test_an_unhandled_error_reaches_sentry_without_cookies_or_credentials(
     assert {h.lower() for h in event["request"]["headers"]} & {"cookie", "authorization"} == set()
     raw = b"".join(sentry_stub.envelopes).decode()
     assert COOKIE_VALUE not in raw and AUTH_VALUE not in raw and TOKEN not in raw
+    assert QUERY_VALUE not in raw and USERNAME_VALUE not in raw and PASSWORD_VALUE not in raw
     frames = event["exception"]["values"][-1]["stacktrace"]["frames"]
     assert any(f.get("function") == "probe_boom" and "cookie" in f.get("vars", {}) for f in frames)
 

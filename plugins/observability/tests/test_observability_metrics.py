@@ -19,6 +19,7 @@ from stevedores_observability.sentry import FILTERED, make_scrubber
 from stevedores_observability.sink import PrometheusSink
 
 from stevedores import ConfigError, hookimpl, is_infrastructure
+from stevedores.redaction import REDACTED
 
 TOKEN = "ops-token-for-tests-0123456789-abcdef"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -299,19 +300,26 @@ def test_a_reload_keeps_the_servers_directory_and_its_files(
 
 
 def test_scrubber_drops_bodies_cookies_credentials_and_secret_values() -> None:
-    scrub = make_scrubber(["db-password-123456", "short"])
+    scrub = make_scrubber(["db-password-123456", "abc"])
     event = {
-        "request": {"url": "http://x/boom", "data": {"password": "hunter2"}, "cookies": {"session": "abc"},
-                    "headers": {"Authorization": "Bearer tok", "Cookie": "session=abc", "Accept": "text/html"}},
+        "request": {"url": "http://x/boom?q=1", "data": {"password": "hunter2"}, "cookies": {"session": "abc"},
+                    "headers": {"Authorization": "Bearer tok", "Cookie": "session=abc", "Accept": "text/html"},
+                    "query_string": "q=1&next=%2Fvessels"},
         "message": "failed to connect postgresql://app:db-password-123456@db/app",
-        "breadcrumbs": {"values": [{"message": "using db-password-123456"}]},
-        "extra": {"n": 3, "short": "short"},
+        "breadcrumbs": {"values": [{"message": "using db-password-123456 for GET /vessels?berth=B7",
+                                    "data": {"url": "https://api.example/x?key=v", "http.query": "key=v"}}]},
+        "user": {"id": 3, "username": "alice", "email": "a@example.org", "ip_address": "203.0.113.4"},
+        "extra": {"n": 3, "short": "abc"},
     }
     out = scrub(event, None)
-    assert out["request"] == {"url": "http://x/boom", "headers": {"Accept": "text/html"}}
-    assert out["message"] == f"failed to connect postgresql://app:{FILTERED}@db/app"
-    assert out["breadcrumbs"]["values"][0]["message"] == f"using {FILTERED}"
-    assert out["extra"] == {"n": 3, "short": "short"}  # values under 6 characters are not hunted
+    assert out["request"] == {"url": f"http://x/boom?{FILTERED}", "headers": {"Accept": "text/html"},
+                              "query_string": f"q={FILTERED}&next={FILTERED}"}
+    assert out["message"] == f"failed to connect postgresql://app:{REDACTED}@db/app"
+    crumb = out["breadcrumbs"]["values"][0]
+    assert crumb["message"] == f"using {REDACTED} for GET /vessels?{FILTERED}"
+    assert crumb["data"] == {"url": f"https://api.example/x?{FILTERED}", "http.query": FILTERED}
+    assert out["user"] == {"id": 3}
+    assert out["extra"] == {"n": 3, "short": "abc"}  # values under 4 characters are not hunted
 
 
 def test_a_master_sink_moves_to_the_shared_files_without_its_startup_gauges(
