@@ -40,5 +40,6 @@ def test_settings_tables_match_the_declared_settings(document: str) -> None:
     assert block, f"{document} lacks the settings table markers"
     env = {k: v for k, v in os.environ.items() if not k.startswith("STEVEDORES_")}
     expected = settings_table(Plugins.from_environ(env))
+    assert not re.search(r"`(True|False|None)`|`\(|`\[", expected), "a Python repr in the settings table"
     assert block.group(1).strip() == expected.strip(), (
         f"{document}'s settings table is stale: regenerate it with `stevedores settings --markdown`")

@@ -13,7 +13,7 @@ import click
 from .database import probe_database, read_only_engine
 from .plugins import PluginError, Plugins
 from .runtime import Runtime, declared_settings
-from .settings import ConfigError
+from .settings import ConfigError, as_text
 
 
 def _fail(exc: Exception, code: int = 2) -> None:
@@ -128,8 +128,7 @@ def settings_table(plugins: Plugins) -> str:
     """The settings table of the README, generated from the declarations."""
     rows = ["| Variable | Plugin | Expected | Default | Secret | Meaning |", "|---|---|---|---|---|---|"]
     for plugin, s in declared_settings(plugins):
-        default = ("" if s.default in (None, ()) else ",".join(map(str, s.default))
-                   if isinstance(s.default, (tuple, list)) else str(s.default))
+        default = as_text(s.default)
         rows.append(f"| `{s.name}` | {plugin} | {s.expected} | {('`' + default + '`') if default else ''} | "
                     f"{'yes' if s.secret else ''} | {s.help} |")
     return "\n".join(rows)

@@ -187,6 +187,18 @@ class Problem:
         return f"{self.name}: {self.message}"
 
 
+def as_text(value: Any) -> str:
+    """A setting's value written as in the environment: ``true``/``false``, lists comma-separated,
+    nothing for None (never a Python repr such as ``True`` or ``('a', 'b')``)."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (tuple, list)):
+        return ",".join(as_text(v) for v in value)
+    return str(value)
+
+
 class ConfigError(Exception):
     """Raised with every problem found, so that all are reported at once."""
 
@@ -246,9 +258,7 @@ class Config(Mapping[str, Any]):
             return ""
         if self.settings[name].secret:
             return REDACTED
-        if isinstance(value, (tuple, list)):
-            return ",".join(str(v) for v in value)
-        return str(value)
+        return as_text(value)
 
     def with_values(self, source: str, **values: Any) -> Config:
         """A copy with ``values`` in place of the validated ones (each marked as from ``source``);
