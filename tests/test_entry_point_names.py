@@ -11,7 +11,7 @@ from typing import Callable
 
 import pytest
 
-from stevedores.testing import pip_install_target, write_plugin_distribution
+from stevedores.testing import install_plugin_distribution
 
 from .conftest import STEVEDORES, clean_environ
 
@@ -27,10 +27,10 @@ def stevedores_middleware():
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two distributions, sorted before the built-ins, claiming the names security and health."""
-    root = tmp_path_factory.mktemp("imposter-src")
-    sources = [write_plugin_distribution(root, name, IMPOSTER, module=f"aaa_{name}", distribution=f"aaa-{name}")
-               for name in ("security", "health")]
-    return pip_install_target(tmp_path_factory.mktemp("imposter-site"), *sources)
+    site = tmp_path_factory.mktemp("imposter-site")
+    for name in ("security", "health"):
+        install_plugin_distribution(site, name, IMPOSTER, module=f"aaa_{name}", distribution=f"aaa-{name}")
+    return site
 
 
 def test_a_claimed_name_is_refused_and_the_built_in_listed_active(tmp_path: Path, site: Path) -> None:

@@ -170,9 +170,10 @@ class RateLimitsService(Protocol):
     """``rate_limits``: per-client limits (the security plugin). ``spec`` is a limit string
     such as ``"30 per minute"`` (the ``limits`` library's notation); a bad one raises ValueError."""
 
-    def limit(self, spec: str, scope: str | None = None,
-              deduct_when: Callable[[Any], bool] | None = None) -> Callable[[F], F]:
-        """A view decorator: the view (or every view sharing ``scope``) limited per client."""
+    def limit(self, spec: str, scope: str | None = None, deduct_when: Callable[[Any], bool] | None = None,
+              key: Callable[[], str] | None = None) -> Callable[[F], F]:
+        """A view decorator: the view (or every view sharing ``scope``) limited per client
+        (or per ``key()``); ``deduct_when(response)`` counts only some responses."""
 
     def hit(self, spec: str, scope: str, key: str | None = None) -> bool:
         """Count one event for ``key`` (default: the client address); True while within ``spec``."""

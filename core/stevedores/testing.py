@@ -10,7 +10,9 @@ Fixtures:
 
 Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
 :func:`wait_for_http`, :func:`temporary_postgres_database`, and
-:func:`install_plugin_distribution` (a throwaway plugin with a real entry point).
+:func:`install_plugin_distribution` (a throwaway plugin with a real entry point, needing
+neither pip nor setuptools); :func:`write_plugin_distribution` and :func:`pip_install_target`
+build a source distribution with pip instead (setuptools must then be installed).
 """
 
 from __future__ import annotations
@@ -105,14 +107,30 @@ def pip_install_target(site: Path, *sources: Path | str) -> Path:
     return site
 
 
-def install_plugin_distribution(site: Path, entry_point: str, code: str, **metadata: Any) -> Path:
-    """Write a throwaway plugin distribution and pip-install it into ``site``; return ``site``.
+def install_plugin_distribution(site: Path, entry_point: str, code: str, *, module: str | None = None,
+                                distribution: str | None = None, version: str = "0.0.1",
+                                requires: Sequence[str] = ("stevedores-dashboard",)) -> Path:
+    """Install a throwaway one-module plugin distribution into ``site``; return ``site``.
 
-    ``metadata``: ``module``, ``distribution``, ``version``, ``requires`` as for
-    :func:`write_plugin_distribution`.
+    Written as pip would leave it (the module, and a ``.dist-info`` with its metadata and
+    its ``stevedores`` entry point ``entry_point = module``), without pip or a build backend:
+    it works in a fresh virtualenv that has neither setuptools nor network access. Put
+    ``site`` on PYTHONPATH of a subprocess (gunicorn, the CLI) to load the plugin through
+    its real entry point there only. ``module`` defaults to the entry point name,
+    ``distribution`` to it with ``-`` for ``_``.
     """
-    return pip_install_target(site, write_plugin_distribution(site.parent / f"{site.name}-src", entry_point,
-                                                              code, **metadata))
+    module = module or entry_point
+    name = distribution or entry_point.replace("_", "-")
+    (site / module).mkdir(parents=True, exist_ok=True)
+    (site / module / "__init__.py").write_text(code)
+    info = site / f"{name.replace('-', '_')}-{version}.dist-info"
+    info.mkdir(exist_ok=True)
+    requirements = "".join(f"Requires-Dist: {r}\n" for r in requires)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n{requirements}")
+    (info / "entry_points.txt").write_text(f"[stevedores]\n{entry_point} = {module}\n")
+    (info / "INSTALLER").write_text("stevedores.testing\n")
+    (info / "RECORD").write_text("")
+    return site
 
 
 @pytest.fixture
