@@ -22,7 +22,7 @@ from collections import OrderedDict
 from functools import wraps
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, abort, current_app, g, jsonify, request
+from flask import Flask, Response, abort, current_app, g, jsonify, request
 
 from .contracts import RateLimitsService
 
@@ -156,26 +156,31 @@ def operator_only(*, open_without_token: bool) -> Callable[[F], F]:
                 if open_without_token:
                     return view(*args, **kwargs)
                 abort(404)
-            verdict = operator_verdict()
-            if verdict == OPERATOR:
+            if operator_verdict() == OPERATOR:
                 return view(*args, **kwargs)
-            if verdict == THROTTLED:
-                response = jsonify(error="too many requests", retry_after=WINDOW_SECONDS,
-                                   message=f"Too many wrong operator tokens from this address; retry in "
-                                           f"{WINDOW_SECONDS} s.")
-                response.status_code = 429
-                response.headers["Retry-After"] = str(WINDOW_SECONDS)
-                return response
-            if verdict == INSECURE:
-                response = jsonify(error="operator token refused over plain HTTP",
-                                   hint="use https:// (a token sent in clear text must be replaced)")
-                response.status_code = 403
-                return response
-            response = jsonify(error="operator token required", hint="send Authorization: Bearer <OPS_TOKEN>")
-            response.status_code = 401
-            response.headers["WWW-Authenticate"] = 'Bearer realm="stevedores"'
-            return response
+            return operator_refusal()
 
         return guarded  # type: ignore[return-value]
 
     return decorate
+
+
+def operator_refusal() -> Response:
+    """The JSON answer for a request that is not an operator's, by :func:`operator_verdict`:
+    429 with Retry-After (throttled), 403 (the token over plain HTTP in production), else 401
+    with ``WWW-Authenticate: Bearer``."""
+    verdict = operator_verdict()
+    if verdict == THROTTLED:
+        response = jsonify(error="too many requests", retry_after=WINDOW_SECONDS,
+                           message=f"Too many wrong operator tokens from this address; retry in {WINDOW_SECONDS} s.")
+        response.status_code = 429
+        response.headers["Retry-After"] = str(WINDOW_SECONDS)
+    elif verdict == INSECURE:
+        response = jsonify(error="operator token refused over plain HTTP",
+                           hint="use https:// (a token sent in clear text must be replaced)")
+        response.status_code = 403
+    else:
+        response = jsonify(error="operator token required", hint="send Authorization: Bearer <OPS_TOKEN>")
+        response.status_code = 401
+        response.headers["WWW-Authenticate"] = 'Bearer realm="stevedores"'
+    return response

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 from flask import Flask, Response, jsonify, request
 
 from stevedores import infrastructure, is_operator
+from stevedores.operator import INSECURE, THROTTLED, operator_refusal, operator_verdict
 from stevedores.proxies import address_allowed, networks
 
 if TYPE_CHECKING:
@@ -74,6 +75,8 @@ def register_metrics_route(app: Flask, sink: PrometheusSink, plugins: Plugins, a
                            "set OPS_TOKEN (scrape with Authorization: Bearer <OPS_TOKEN>) or METRICS_ALLOW "
                            "(the scrapers' addresses, e.g. 10.0.0.0/8) to publish it")
         if not (address_allowed(request.remote_addr, allowed) or is_operator()):
+            if operator_verdict() in (THROTTLED, INSECURE):  # guessing, or the token in clear text
+                return operator_refusal()
             if ops_token_set:
                 return refused(401, "operator token or an allowed address required",
                                "send Authorization: Bearer <OPS_TOKEN>, or add this address to METRICS_ALLOW")

@@ -202,6 +202,19 @@ def test_behind_a_trusted_proxy_the_forwarded_client_address_decides(make_app: C
                       environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code == 403
 
 
+def test_the_token_is_refused_over_plain_http_in_production_and_guessing_is_throttled(
+        make_stevedores_app: Callable[..., Any]) -> None:
+    app = make_stevedores_app(plugins=["observability"], env={
+        "FLASK_ENV": "production", "SECRET_KEY": "s" * 40, "OPS_TOKEN": TOKEN, "OPS_TOKEN_FAILURES_PER_MINUTE": "2"})
+    client = app.test_client()
+    plain = client.get("/metrics", headers=AUTH, base_url="http://localhost")
+    assert plain.status_code == 403 and "plain HTTP" in plain.json["error"]
+    assert client.get("/metrics", headers=AUTH, base_url="https://localhost").status_code == 200
+    wrong = {"Authorization": "Bearer not-the-token"}
+    assert [client.get("/metrics", headers=wrong).status_code for _ in range(3)] == [401, 401, 429]
+    assert client.get("/metrics", headers=AUTH).status_code == 429  # this address, this minute
+
+
 def test_a_client_that_is_no_allowed_proxy_cannot_forward_its_way_in(make_app: Callable[..., Flask]) -> None:
     """The audit: gunicorn binds 0.0.0.0, and TRUSTED_PROXIES=1 let anyone say X-Forwarded-For: 127.0.0.1."""
     app = make_app({"OPS_TOKEN": "", "METRICS_ALLOW": "127.0.0.1", "TRUSTED_PROXIES": "1"})
