@@ -9,12 +9,13 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from flask import Blueprint, Flask, jsonify, request
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .accounts import may
 from .conditional import conditional_response
 from .context import bearer_user, state
 from .domain import FieldError, OperationsError, ValidationError
+from .openapi import openapi_document
 from .store import (
     Clerk,
     create_vessel_call,
@@ -64,6 +65,21 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         if exc.response is not None:  # a response made by its raiser, e.g. the rate_limits service's 429
             return exc.response
         return _error(exc.code or 500, "http_error", "request", exc.description or exc.name)
+
+    @api.app_errorhandler(NotFound)
+    @api.app_errorhandler(MethodNotAllowed)
+    def routing_error(exc: HTTPException) -> Any:
+        """A URL under /api that matches no route (an id out of range, a typo) answers JSON too."""
+        if request.path == "/api" or request.path.startswith("/api/"):
+            response, status = http_error(exc)
+            if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+                response.headers["Allow"] = ", ".join(exc.valid_methods)
+            return response, status
+        return exc
+
+    @api.get("/openapi.json")
+    def openapi() -> Any:
+        return jsonify(openapi_document())
 
     @api.get("/summary")
     def summary() -> Any:
