@@ -162,3 +162,14 @@ def test_pages_render_rows_stored_out_of_range(ops_app: Any, tokens: dict[str, s
         "vessel_call_id": active, "direction": "discharged", "category": "auto", "units": 2, "zone": "A"})
     assert posted.status_code == 201
     assert b"<polyline" in client.get(f"/vessels/{active}").data
+
+
+def test_unrouted_api_urls_answer_json(ops_app: Any) -> None:
+    client = ops_app.test_client()
+    for path in (f"/api/vessel-calls/{2**31}", "/api/no-such-thing", "/api/vessel-calls/-1/tallies"):
+        response = client.get(path)
+        assert response.status_code == 404 and response.is_json and response.json["errors"], path
+    refused = client.delete("/api/summary")
+    assert refused.status_code == 405 and refused.is_json and "GET" in refused.headers["Allow"]
+    page = client.get("/no-such-page")
+    assert page.status_code == 404 and not page.is_json  # pages keep their HTML answers
