@@ -5,6 +5,7 @@ Fixtures:
 - ``make_stevedores_app``: build an app with a chosen set of plugins, extra plugin objects and env.
 - ``stevedores_app`` / ``stevedores_client``: every installed plugin, and its Flask test client.
 - ``stevedores_redis_server``: start real ``redis-server`` processes on free ports that a test may kill or pause.
+- ``stevedores_redis_sentinel_group``: a master, a replica and a sentinel (real processes) that fail over.
 - ``stevedores_gunicorn_server``: run the dashboard under real gunicorn on a free port.
 - ``stevedores_postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
@@ -191,9 +192,11 @@ def stevedores_client(stevedores_app: Any) -> Any:
 class RedisServer:
     """A private ``redis-server`` on a free port, for tests that break Redis."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, extra_args: Sequence[str] = (), config_file: Path | None = None) -> None:
         self.workdir = workdir
         self.port = free_port()
+        self.extra_args = list(extra_args)
+        self.config_file = config_file
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -207,8 +210,9 @@ class RedisServer:
         require_service("redis-server binary", binary is not None, "install the redis-server package")
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log")],
+            [binary, *([str(self.config_file)] if self.config_file else []), "--port", str(self.port),
+             "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--dir", str(self.workdir), "--logfile", str(self.workdir / "redis.log"), *self.extra_args],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -276,6 +280,105 @@ def stop_process(proc: subprocess.Popen, sig: int = signal.SIGTERM, timeout: flo
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
         return proc.wait(5)
+
+
+class SentinelGroup:
+    """A Redis master, one replica and ``sentinels`` ``redis-server --sentinel`` processes on
+    free ports, quorum 1, a master declared down after ``down_after_ms``: kill the master
+    and a sentinel promotes the replica (about 1-3 s with the defaults)."""
+
+    SERVICE = "stevedores"
+
+    def __init__(self, workdir: Path, sentinels: int = 1, down_after_ms: int = 1000) -> None:
+        self.workdir = workdir
+        self.master = RedisServer(workdir / "master")
+        self.replica = RedisServer(workdir / "replica", ["--replicaof", "127.0.0.1", str(self.master.port)])
+        self.sentinels = [RedisServer(workdir / f"sentinel-{i}", ["--sentinel"], workdir / f"sentinel-{i}.conf")
+                          for i in range(sentinels)]
+        self.down_after_ms = down_after_ms
+
+    @property
+    def url(self) -> str:
+        """``redis+sentinel://127.0.0.1:<port>[,...]/<service>/0`` (the form limits reads)."""
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+    def start(self, timeout: float = 15.0) -> SentinelGroup:
+        """Start master, replica (waits for the initial sync) and sentinels (wait until they see the replica)."""
+        self.master.start()
+        self.replica.start()
+        self._wait(lambda: b"master_link_status:up" in self._ask(self.replica.port, b"INFO replication"), timeout,
+                   "the replica never synced with the master")
+        for sentinel in self.sentinels:
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            assert sentinel.config_file is not None  # a sentinel rewrites its own configuration file
+            sentinel.config_file.write_text(f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.master.port} 1\n"
+                                            f"sentinel down-after-milliseconds {self.SERVICE} {self.down_after_ms}\n"
+                                            f"sentinel failover-timeout {self.SERVICE} 5000\n")
+            sentinel.start()
+        for sentinel in self.sentinels:
+            self._wait(lambda s=sentinel: b"slaves=1" in self._ask(s.port, b"INFO sentinel"), timeout,
+                       "a sentinel never discovered the replica")
+        return self
+
+    def master_port(self) -> int:
+        """The port of the master the first live sentinel names now."""
+        for sentinel in self.sentinels:
+            try:
+                reply = self._ask(sentinel.port, f"SENTINEL get-master-addr-by-name {self.SERVICE}".encode())
+            except OSError:
+                continue
+            return int(reply.split(b"\r\n")[4])
+        raise RuntimeError("no sentinel answers")
+
+    def fail_over(self, timeout: float = 20.0) -> None:
+        """kill -9 the master and wait until a sentinel names the replica as the new master."""
+        self.master.kill()
+        self._wait(lambda: self.master_port() == self.replica.port, timeout, "the sentinel never promoted the replica")
+
+    def stop(self) -> None:
+        """Kill every process of the group."""
+        for server in (*self.sentinels, self.replica, self.master):
+            server.stop()
+
+    @staticmethod
+    def _ask(port: int, command: bytes) -> bytes:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as sock:
+            sock.sendall(command + b"\r\n")
+            time.sleep(0.05)
+            return sock.recv(65536)
+
+    @staticmethod
+    def _wait(predicate: Callable[[], bool], timeout: float, failure: str) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if predicate():
+                    return
+            except (OSError, ValueError, IndexError):
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(failure)
+
+
+@pytest.fixture
+def stevedores_redis_sentinel_group(tmp_path: Path) -> Iterator[Callable[..., SentinelGroup]]:
+    """Factory: ``stevedores_redis_sentinel_group(sentinels=1, down_after_ms=1000)`` starts a group;
+    every group is stopped after the test."""
+    groups: list[SentinelGroup] = []
+
+    def start(sentinels: int = 1, down_after_ms: int = 1000) -> SentinelGroup:
+        group = SentinelGroup(tmp_path / f"sentinel-group-{len(groups)}", sentinels, down_after_ms)
+        groups.append(group)
+        try:
+            return group.start()
+        except Exception:
+            group.stop()
+            raise
+
+    yield start
+    for group in groups:
+        group.stop()
 
 
 class GunicornServer:

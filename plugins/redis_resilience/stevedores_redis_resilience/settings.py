@@ -6,17 +6,30 @@ from urllib.parse import urlsplit
 
 from stevedores import Float, Int, Setting, Url
 
+from .sentinel import EXAMPLE as SENTINEL_EXAMPLE
+from .sentinel import is_sentinel_url, parse_sentinel_url
+
 EXAMPLE_URL = "redis://:password@host:6379/0"
 
 
 class RedisUrl:
     """A ``redis://`` or ``rediss://`` URL with a host, a valid port, an integer database and
-    query options that redis-py accepts; anything else is a start-up error naming REDIS_URL."""
+    query options that redis-py accepts, or a ``redis+sentinel://`` URL (see
+    :mod:`.sentinel`); anything else is a start-up error naming REDIS_URL."""
 
-    expected = f"a URL starting redis:// or rediss:// (e.g. {EXAMPLE_URL})"
+    expected = f"a URL starting redis://, rediss:// or redis+sentinel:// (e.g. {EXAMPLE_URL} or {SENTINEL_EXAMPLE})"
 
     def __call__(self, raw: str) -> str:
-        value = Url("redis", "rediss")(raw)  # scheme, host, port
+        if is_sentinel_url(raw.strip()):
+            try:
+                parse_sentinel_url(raw.strip())
+            except ValueError as exc:
+                raise ValueError(f"expected {self.expected}; {exc}") from None
+            return raw.strip()
+        try:
+            value = Url("redis", "rediss")(raw)  # scheme, host, port
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
         path = urlsplit(value).path.strip("/")
         if path and not path.isdigit():
             raise ValueError(f"expected {self.expected}; the path must be a database number, not {path!r}")
@@ -40,7 +53,8 @@ def _without_secrets(exc: Exception) -> str:
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_URL", RedisUrl(), None,
-            "Redis for cache and rate limits (rediss:// verifies TLS). Unset: in-memory only.", secret=True),
+            "Redis for cache and rate limits (rediss:// verifies TLS; redis+sentinel://host:port,host:port/service "
+            "follows Sentinel failovers). Unset: in-memory only.", secret=True),
     Setting("REDIS_CONNECT_TIMEOUT_MS", Int(min=10, max=60_000), 300,
             "Milliseconds to wait for a TCP connection to Redis before the call counts as failed."),
     Setting("REDIS_READ_TIMEOUT_MS", Int(min=10, max=60_000), 300,
