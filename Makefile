@@ -42,9 +42,10 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.bench_health
 	$(BIN)/python -m bench.bench_operations
 
-# Fault drills under load (DRILL_SECONDS=15 each by default).
+# Fault drills under load (DRILL_SECONDS=15 each by default): one instance, then the fleet.
 drills: $(VENV)/.test-installed
 	$(BIN)/python -m bench.drills
+	$(BIN)/python -m bench.fleet
 
 # Hours, not minutes (SOAK_SECONDS=600 by default): load, Redis killed every minute, recycles,
 # SIGHUP and memory pressure in a 512 MB cgroup; fails on growth, lost metrics or 5xx.
