@@ -23,6 +23,7 @@ from bench.fleet import (
     drill_database_terminated,
     drill_redis_lost_by_one,
     drill_rolling_restart,
+    error_lines,
     start_fleet,
 )
 from bench.slow_clients import drill_slow_clients
@@ -37,7 +38,7 @@ def _declared(predicate: Callable[[str], bool]) -> bool:
 #: Rolling restarts are lossless only once an instance drains on SIGTERM (issue 13, item 1).
 DRAINS = _declared(lambda name: name == "SHUTDOWN_DRAIN_SECONDS")
 #: Frozen or dropped database connections need bounded waits and a retry (issue 13, item 2).
-BOUNDED_DATABASE = _declared(lambda name: name.startswith("DB_") and "TIMEOUT" in name)
+BOUNDED_DATABASE = _declared(lambda name: name.startswith("DATABASE_") and "TIMEOUT" in name)
 
 
 @pytest.fixture(scope="module")
@@ -50,10 +51,7 @@ def fleet() -> Iterator[Fleet]:
 def _held(result: FleetResult, fleet: Fleet) -> None:
     print(result.line())
     if not result.passed:
-        logs = "\n".join(f"--- instance {i + 1} ---\n" + "\n".join(
-            line for line in s.log().splitlines()[-40:] if '"GET ' not in line and '"POST ' not in line)
-            for i, s in enumerate(fleet.instances))
-        pytest.fail(f"{result.line()}\n{logs}")
+        pytest.fail(f"{result.line()}\n{error_lines(fleet)}")
 
 
 @pytest.mark.timeout(60)

@@ -71,7 +71,10 @@ def data_fingerprint(engine: Engine) -> str:
     SQLAlchemy's ``DBAPIError`` (a dropped connection is invalidated), as any query's.
     """
     dialect = engine.dialect
-    raw = engine.raw_connection()
+    try:
+        raw = engine.raw_connection()
+    except dialect.loaded_dbapi.Error as exc:  # the pool's checkout raises the driver's own error
+        raise DBAPIError.instance(None, None, exc, dialect.loaded_dbapi.Error, dialect=dialect) from exc
     try:
         driver = raw.driver_connection
         manual = getattr(driver, "autocommit", None) is False  # psycopg: no transaction, no COMMIT round trip
