@@ -441,8 +441,9 @@ def drill_database_freeze(fleet: Fleet, seconds: float, freeze: float = 15.0, li
     live_bad = [s for s, t in liveness if s != 200 or t > LIVENESS_LIMIT]
     problems = []
     if slow:
-        problems.append(f"{len(slow)} requests took longer than {limit:.0f}s "
-                        f"(slowest {max(r.elapsed for r in slow):.1f}s)")
+        problems.append(f"{len(slow)} requests took longer than {limit:.0f}s (" + ", ".join(
+            f"{r.path} {r.status or r.error} after {r.elapsed:.1f}s, started {r.started - frozen_at:+.1f}s from "
+            f"the freeze" for r in slow[:5]) + ")")
     if live_bad:
         problems.append(f"{len(live_bad)} of {len(liveness)} liveness probes failed or took > {LIVENESS_LIMIT} s")
     unexpected = [r for r in during if r.status is not None and r.status >= 500 and r.status != 503]
