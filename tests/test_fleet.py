@@ -12,7 +12,7 @@ from __future__ import annotations
 import tempfile
 from contextlib import ExitStack
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Iterator
 
 import pytest
 
@@ -27,18 +27,6 @@ from bench.fleet import (
     start_fleet,
 )
 from bench.slow_clients import drill_slow_clients
-from stevedores.plugins import Plugins
-from stevedores.runtime import declared_settings
-
-
-def _declared(predicate: Callable[[str], bool]) -> bool:
-    return any(predicate(s.name) for _p, s in declared_settings(Plugins.from_environ({})))
-
-
-#: Rolling restarts are lossless only once an instance drains on SIGTERM (issue 13, item 1).
-DRAINS = _declared(lambda name: name == "SHUTDOWN_DRAIN_SECONDS")
-#: Frozen or dropped database connections need bounded waits and a retry (issue 13, item 2).
-BOUNDED_DATABASE = _declared(lambda name: name.startswith("DATABASE_") and "TIMEOUT" in name)
 
 
 @pytest.fixture(scope="module")
@@ -64,19 +52,16 @@ def test_slow_clients_wait_in_haproxy_not_in_gunicorn(fleet: Fleet) -> None:
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.xfail(not BOUNDED_DATABASE, strict=True, reason="needs the database timeouts and read retry (i13-drain)")
 def test_terminated_database_connections_cost_no_read(fleet: Fleet) -> None:
     _held(drill_database_terminated(fleet, seconds=4), fleet)
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.xfail(not DRAINS, strict=True, reason="needs SHUTDOWN_DRAIN_SECONDS (i13-drain)")
 def test_a_rolling_restart_loses_no_write(fleet: Fleet) -> None:
     _held(drill_rolling_restart(fleet, seconds=4), fleet)
 
 
 @pytest.mark.timeout(90)
-@pytest.mark.xfail(not BOUNDED_DATABASE, strict=True, reason="needs the database timeouts (i13-drain)")
 def test_a_frozen_database_answers_every_request_within_ten_seconds(fleet: Fleet) -> None:
     try:
         _held(drill_database_freeze(fleet, seconds=4, freeze=12.0), fleet)
