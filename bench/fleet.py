@@ -37,7 +37,7 @@ from typing import Any, Callable
 
 from sqlalchemy import create_engine, text
 
-from bench.loadgen import Record, Stats
+from bench.loadgen import Load, Record, Stats
 from bench.results import machine_line, write_section
 from bench.tcp_proxy import TcpProxy
 from stevedores.testing import (
@@ -210,48 +210,20 @@ def start_fleet(stack: ExitStack, workdir: Path, *, sentinel: bool = False, env:
 # --- load -----------------------------------------------------------------------------
 
 
-@dataclass
-class FleetLoad:
-    """Closed-loop HTTPS clients through the balancer: ``readers`` GET ``paths`` in turn,
-    ``writers`` POST tallies with a fresh idempotency key each; every request recorded."""
+class FleetLoad(Load):
+    """Closed-loop HTTPS clients through the balancer (bench/loadgen.py's Load over TLS):
+    ``readers`` GET ``paths`` in turn, ``writers`` POST tallies with a fresh idempotency
+    key each; every request recorded, every acknowledged key kept in ``acknowledged``."""
 
-    fleet: Fleet
-    readers: int = 8
-    writers: int = 0
-    paths: tuple[str, ...] = ("/api/vessel-calls", "/")
-    timeout: float = 30.0
-    stats: Stats = field(default_factory=Stats)
-    acknowledged: list[str] = field(default_factory=list)
+    def __init__(self, fleet: Fleet, readers: int = 8, writers: int = 0,
+                 paths: tuple[str, ...] = ("/api/vessel-calls", "/"), timeout: float = 30.0) -> None:
+        super().__init__(fleet.lb.url, paths, clients=readers + writers, timeout=timeout)
+        self.fleet, self.readers = fleet, readers
+        self.acknowledged: list[str] = []
+        self._context = fleet.lb.ssl_context()
 
-    def __post_init__(self) -> None:
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._t0 = time.monotonic()
-        self._context = self.fleet.lb.ssl_context()
-
-    def now(self) -> float:
-        """Seconds since the load started."""
-        return time.monotonic() - self._t0
-
-    def start(self) -> FleetLoad:
-        """Start every client thread."""
-        self._t0 = time.monotonic()
-        for i in range(self.readers + self.writers):
-            thread = threading.Thread(target=self._client, args=(i, i >= self.readers), daemon=True)
-            thread.start()
-            self._threads.append(thread)
-        return self
-
-    def stop(self) -> Stats:
-        """Stop, wait for the requests in flight, return the records."""
-        self._stop.set()
-        for thread in self._threads:
-            thread.join(self.timeout + 5)
-        self.stats.duration = self.now()
-        return self.stats
-
-    def _client(self, index: int, writes: bool) -> None:
+    def _client(self, index: int) -> None:
+        writes = index >= self.readers
         conn: http.client.HTTPSConnection | None = None
         n = index
         while not self._stop.is_set():
