@@ -1,7 +1,8 @@
 """Gunicorn configuration for profiling (bench only, never deployed): the dashboard's own
 configuration (``stevedores.gunicorn_conf``) with one worker and one thread, whose WSGI app
 is wrapped in cProfile (CPU time) for every request; the stats are written to $BENCH_PROFILE_OUT when
-the worker exits (SIGTERM to the master). One thread, because cProfile profiles only the
+the worker exits (SIGTERM to the master); requests before the file $BENCH_PROFILE_START exists
+(the warm-up) are not profiled. One thread, because cProfile profiles only the
 thread that enables it.
 
     gunicorn -c python:bench.profile_conf stevedores.wsgi:application
@@ -27,7 +28,11 @@ def post_worker_init(worker: Any) -> None:
     _dashboard.post_worker_init(worker)
     app = worker.wsgi
 
+    start_flag = os.environ.get("BENCH_PROFILE_START", "")
+
     def profiled(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if start_flag and not os.path.exists(start_flag):  # still warming up: not profiled
+            return list(app(environ, start_response))
         _profile.enable()
         try:
             return list(app(environ, start_response))

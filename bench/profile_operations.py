@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import io
 import pstats
+import shutil
 import sys
 import tempfile
 from contextlib import ExitStack
@@ -41,19 +42,21 @@ TOP = 14
 def profile_endpoint(env: dict[str, str], workdir: Path, path: str, seconds: int) -> list[str]:
     """Run one profiled gunicorn, load ``path``, return the report lines."""
     out = workdir / f"profile-{path.strip('/').replace('/', '-') or 'root'}.pstats"
-    server = GunicornServer({**env, "BENCH_PROFILE_OUT": str(out)}, workdir / "profiled",
-                            config="python:bench.profile_conf")
+    start = out.with_suffix(".start")
+    server = GunicornServer({**env, "BENCH_PROFILE_OUT": str(out), "BENCH_PROFILE_START": str(start)},
+                            workdir / "profiled", config="python:bench.profile_conf")
     server.env["PYTHONPATH"] = ":".join(p for p in (str(HERE.parent), server.env.get("PYTHONPATH", "")) if p)
     try:
         server.start("/health/live")
         run_wrk(server.url + path, 2, connections=4)  # warm up (caches, pools, the first rendering)
+        start.touch()  # profile from here on
         figures = run_wrk(server.url + path, seconds, connections=4)
     finally:
         server.stop()
     stats = pstats.Stats(str(out), stream=io.StringIO())
     requests = max(1, figures["requests"])
     total = stats.total_tt  # type: ignore[attr-defined]
-    lines = [f"GET {path}: {figures['requests']} requests profiled (plus warm-up), "
+    lines = [f"GET {path}: {figures['requests']} requests profiled (after a warm-up), "
              f"{1e6 * total / requests:.0f} µs CPU per request under the profiler (process CPU time)"]
     rows = []
     for (filename, line, name), (_cc, calls, tottime, cumtime, _callers) in stats.stats.items():  # type: ignore[attr-defined]
@@ -76,6 +79,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--label", default="after", help="RESULTS.md section: 'Profile (<label>)'")
+    parser.add_argument("--keep", type=Path, help="directory to keep the .pstats files in (for pstats/snakeviz)")
     args = parser.parse_args()
     wait_for_quiet()
     lines = [machine_line()]
@@ -89,6 +93,10 @@ def main() -> int:
             for line in profile_endpoint(env, workdir, path, args.seconds):
                 print(line, flush=True)
                 lines.append(line)
+        if args.keep:
+            args.keep.mkdir(parents=True, exist_ok=True)
+            for found in workdir.glob("*.pstats"):
+                shutil.copy(found, args.keep / found.name)
     write_section(f"Profile ({args.label})", f"python -m bench.profile_operations --label {args.label}", lines)
     return 0
 
