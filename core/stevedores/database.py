@@ -6,7 +6,6 @@ which would close the parent's sockets) and a fresh one is used.
 
 from __future__ import annotations
 
-import os
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import TYPE_CHECKING, Any, Iterator
 import psycopg
 from sqlalchemy import create_engine, event, text
 from sqlalchemy.engine import URL, Connection, Engine, make_url
+
+from .forking import renew_in_children
 
 if TYPE_CHECKING:
     from .settings import Config
@@ -167,25 +168,22 @@ class EngineHolder:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._engine: Engine | None = None
-        self._pid = os.getpid()
+        renew_in_children(self)
 
     def get(self) -> Engine:
         """The engine for this process."""
         if self._engine is None:
-            self._engine, self._pid = build_engine(self._config), os.getpid()
-        elif self._pid != os.getpid():
-            self.after_fork()
+            self._engine = build_engine(self._config)
         return self._engine
 
     def after_fork(self) -> None:
-        """Drop connections inherited from the parent without closing them under it."""
+        """In a forked child (stevedores.forking): drop the parent's connections without closing them under it."""
         if self._engine is not None:
             self._engine.dispose(close=False)
-        self._pid = os.getpid()
 
     def dispose(self) -> None:
         """Close this process's connections."""
-        if self._engine is not None and self._pid == os.getpid():
+        if self._engine is not None:
             self._engine.dispose()
 
 

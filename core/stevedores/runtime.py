@@ -157,8 +157,7 @@ class Runtime:
     # --- process lifecycle -----------------------------------------------------------
 
     def worker_started(self, app: Flask, worker: Any = None) -> None:
-        """This process is about to serve: renew the database pool, start plugin threads."""
-        self._engine.after_fork()
+        """This process is about to serve: start plugin threads (the database pool was renewed at fork)."""
         self._shut_down = False
         self.plugins.call("stevedores_worker_started", app=app, worker=worker)
 

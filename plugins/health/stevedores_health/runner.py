@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from stevedores import HealthCheck
+from stevedores.forking import renew_in_children
 
 from .redact import operator_error, public_error, public_figures
 from .report import FAILED, OUTCOME_OF_STATUS, CheckResult, Report
@@ -41,11 +41,11 @@ class DaemonPool:
 
     def __init__(self, size: int, name: str = "stevedores-health") -> None:
         self.size, self.name = max(1, size), name
-        self._pid = -1
-        self._reset()
+        self.after_fork()
+        renew_in_children(self)
 
-    def _reset(self) -> None:
-        self._pid = os.getpid()
+    def after_fork(self) -> None:
+        """A new pool (stevedores.forking): threads do not survive a fork; neither may their locks."""
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[tuple[Future, Callable[[], Any]] | None] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
@@ -54,8 +54,6 @@ class DaemonPool:
 
     def submit(self, fn: Callable[[], Any]) -> Future:
         """Run ``fn`` on a pool thread; the future carries its result or exception."""
-        if self._pid != os.getpid():
-            self._reset()  # threads do not survive a fork; neither may their locks
         future: Future = Future()
         with self._lock:
             if self._closed:
@@ -86,12 +84,10 @@ class DaemonPool:
     @property
     def threads(self) -> int:
         """Threads started so far in this process."""
-        return len(self._threads) if self._pid == os.getpid() else 0
+        return len(self._threads)
 
     def shutdown(self) -> None:
         """Let idle threads exit; busy (possibly hung) ones are daemons and die with the process."""
-        if self._pid != os.getpid():
-            return
         with self._lock:
             self._closed = True
             for _ in self._threads:
@@ -116,8 +112,12 @@ class CheckRunner:
         self.on_result = on_result
         # enough threads for one execution of every check plus one hung execution of each
         self.pool = DaemonPool(2 * len(self.checks) + 1)
+        self.after_fork()
+        renew_in_children(self)
+
+    def after_fork(self) -> None:
+        """In a forked child (stevedores.forking): the parent's executions and lock are not ours."""
         self._lock = threading.Lock()
-        self._pid = os.getpid()
         self._running: dict[str, _Execution] = {}
 
     def run(self, *, critical_only: bool = False) -> Report:
@@ -132,8 +132,6 @@ class CheckRunner:
         return Report.now(results, public)
 
     def _execution(self, check: HealthCheck) -> _Execution:
-        if self._pid != os.getpid():  # a forked child: the parent's executions and lock are not ours
-            self._lock, self._running, self._pid = threading.Lock(), {}, os.getpid()
         with self._lock:
             current = self._running.get(check.name)
             if current is not None and not current.future.done():

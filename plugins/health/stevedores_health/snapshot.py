@@ -10,9 +10,10 @@ wait is bounded by the checks' timeouts.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from typing import Callable
+
+from stevedores.forking import renew_in_children
 
 from .report import Report
 
@@ -25,19 +26,16 @@ class QuickSnapshot:
     def __init__(self, run: Callable[[], Report], ttl: float, interval: float) -> None:
         self._run, self.ttl, self.interval = run, ttl, interval
         self._report: Report | None = None
-        self._reset()
+        self.after_fork()
+        renew_in_children(self)
 
-    def _reset(self) -> None:
-        self._pid = os.getpid()
+    def after_fork(self) -> None:
+        """New lock, events and no thread (stevedores.forking): the refresher does not survive a fork."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._one_off: threading.Thread | None = None
-
-    def _check_fork(self) -> None:
-        if self._pid != os.getpid():
-            self._reset()
 
     @property
     def report(self) -> Report | None:
@@ -46,7 +44,6 @@ class QuickSnapshot:
 
     def publish(self, report: Report) -> None:
         """Keep ``report`` if it is newer than the one held (any comprehensive run publishes)."""
-        self._check_fork()
         with self._lock:
             current = self._report
             if current is None or report.taken_at >= current.taken_at:
@@ -69,7 +66,6 @@ class QuickSnapshot:
 
     def request_refresh(self) -> None:
         """Refresh soon, in the background: wake the refresher, or start a one-off thread."""
-        self._check_fork()
         if self._thread is not None and self._thread.is_alive():
             self._wake.set()
             return
@@ -82,7 +78,6 @@ class QuickSnapshot:
 
     def start(self) -> None:
         """Start the periodic refresher in this process (idempotent)."""
-        self._check_fork()
         with self._lock:
             if self._thread is not None and self._thread.is_alive():
                 return
@@ -92,8 +87,6 @@ class QuickSnapshot:
 
     def stop(self, wait: float = 1.0) -> None:
         """Stop the refresher; a check still running is abandoned (its threads are daemons)."""
-        if self._pid != os.getpid():
-            return
         self._stop.set()
         self._wake.set()
         thread = self._thread
@@ -104,7 +97,7 @@ class QuickSnapshot:
     @property
     def running(self) -> bool:
         """True while the periodic refresher runs in this process."""
-        return self._pid == os.getpid() and self._thread is not None and self._thread.is_alive()
+        return self._thread is not None and self._thread.is_alive()
 
     def _loop(self) -> None:
         while not self._stop.is_set():

@@ -14,6 +14,8 @@ import os
 import threading
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
+from stevedores.forking import renew_in_children
+
 if TYPE_CHECKING:
     from stevedores.telemetry import Metric
 
@@ -29,8 +31,9 @@ class PrometheusSink:
     def __init__(self, declared: Callable[[str], Metric | None] = lambda _name: None) -> None:
         self._declared = declared  # telemetry.declared, handed to each process's backend
         self._backend: MetricsBackend | None = None
-        self._pid: int | None = None
+        self._replay = True  # the next backend built gets the remembered gauges (first one, after a fork)
         self._lock = threading.Lock()
+        renew_in_children(self)
         # the last value of every gauge series, replayed into a forked worker's new backend
         # (gauges such as the memory limit are reported once, at start-up, in the master)
         self._gauges: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
@@ -78,18 +81,23 @@ class PrometheusSink:
 
     def backend(self) -> MetricsBackend:
         """This process's backend, built on first use and again after a fork."""
-        backend, pid = self._backend, os.getpid()
-        if backend is not None and self._pid == pid:
+        backend = self._backend
+        if backend is not None:
             return backend
         with self._lock:
-            if self._backend is None or self._pid != pid:
-                forked = self._pid != pid
+            if self._backend is None:
                 self._backend = self._build()
-                self._pid = pid
-                if forked:
+                if self._replay:
                     for (name, labels), value in list(self._gauges.items()):
                         self._backend.report("gauge", name, value, dict(labels))
+                    self._replay = False
             return self._backend
+
+    def after_fork(self) -> None:
+        """In a forked worker (stevedores.forking): a backend of its own, with the master's gauges replayed."""
+        self._lock = threading.Lock()
+        self._backend = None
+        self._replay = True
 
     def server_starting(self) -> None:
         """This process is the gunicorn master and just exported the shared directory: build

@@ -47,8 +47,9 @@ from redis.exceptions import InvalidResponse, ReadOnlyError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
+from stevedores.forking import renew_in_children
+
 from .breaker import OPEN, STATE_GAUGE, CircuitBreaker, Transition
-from .forking import renew_in_children
 from .sentinel import is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger("stevedores.redis_resilience")

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Union
 
-from .forking import renew_in_children
+from stevedores.forking import renew_in_children
 
 Value = Union[str, bytes, int, float]
 

@@ -1,8 +1,12 @@
-"""One ``os.register_at_fork`` hook for every object that must renew itself in a forked child.
+"""Fork safety, one way for the core and every plugin: one ``os.register_at_fork`` hook
+for every object that must renew itself in a forked child.
 
-Locks held by a thread of the parent at the moment of fork stay held forever in the
-child (that thread does not exist there), and sockets must not be shared across
-processes: objects registered here get ``after_fork()`` called in each child.
+Gunicorn forks its workers from a master that has loaded the plugins (and, with
+``preload_app``, the whole app). Locks held by a thread of the parent at the moment of
+fork stay held forever in the child (that thread does not exist there), threads do not
+survive, and sockets must not be shared across processes: objects registered with
+:func:`renew_in_children` get ``after_fork()`` called in each child, before any code of
+the child runs, so they need no ``os.getpid()`` comparison on their hot paths.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import threading
 import weakref
 from typing import Protocol
 
-log = logging.getLogger("stevedores.redis_resilience")
+log = logging.getLogger("stevedores.forking")
 
 
 class Renewable(Protocol):
