@@ -362,6 +362,8 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
                      (start + 0.70 * period, "memory pressure")]
     schedule.append((seconds / 2 + 0.05 * period, "SIGHUP"))
     schedule = sorted((t, what) for t, what in schedule if t < seconds - 1)
+    pushes: list[threading.Thread] = []
+    done = threading.Event()
     sample_every = 1.0 if seconds <= 120 else 2.0
     next_sample = 0.0
     now = 0.0
@@ -378,12 +380,17 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
                 elif what == "SIGHUP":
                     os.kill(master_pid, signal.SIGHUP)
                 else:
-                    threading.Thread(target=push_memory, args=(base, tally, t0, cgroup), daemon=True).start()
+                    pushes.append(threading.Thread(target=push_memory, args=(base, tally, t0, cgroup, done),
+                                                   daemon=True))
+                    pushes[-1].start()
             if now >= next_sample:
                 result.samples.append(take_sample(now, master_pid, metrics_dir, log_dir, cgroup, tally, base))
                 next_sample += sample_every
             time.sleep(0.05)
     finally:
+        done.set()
+        for push in pushes:
+            push.join(40)
         load.stop()
         probe.stop()
         probe_thread.join(40)
@@ -412,7 +419,7 @@ def take_sample(t: float, master_pid: int, metrics_dir: Path, log_dir: Path, cgr
     return row
 
 
-def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str) -> None:
+def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str, done: threading.Event) -> None:
     """Allocate through /drill/alloc until memory_guard recycles a worker (or 30 calls).
 
     Paced (16 MB every 0.4 s) and paused while the cgroup's working set is above
@@ -424,6 +431,8 @@ def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str) 
 
     start = recycles()
     for _ in range(30):
+        if done.is_set():
+            return
         if not isinstance(cgroup, MemoryCgroup) or cgroup.working_set_bytes() < PUSH_CEILING * LIMIT_MB * 2**20:
             request(base + "/drill/alloc?mb=16", tally, t0)
         time.sleep(0.4)
