@@ -15,9 +15,10 @@ report says why. Meanwhile:
 - **worker recycles**: ``GUNICORN_MAX_REQUESTS`` (RECYCLE_REQUESTS, with gunicorn's jitter),
   SIGHUP to the master once, half way, and memory_guard's own recycles;
 - **memory pressure** once per period, while Redis is up: ``/drill/alloc`` keeps 16 MB per
-  call in whichever worker answers, a call every 0.4 s (paused above 87 % of the limit, so
-  memory_guard acts before the kernel's OOM killer) until memory_guard has recycled a
-  worker (``worker_recycles_total{cause="memory_critical"}`` grows) or 30 calls;
+  call, for a quarter of a period, in whichever worker answers; a call every 0.4 s (paused
+  above 87 % of the limit, so memory_guard acts before the kernel's OOM killer) until
+  memory_guard has recycled a worker (``worker_recycles_total{cause="memory_critical"}``
+  grows) or a quarter of a period has passed;
 - **a failed-login probe**: one wrong password a second from one client address (its own
   ``X-Forwarded-For``), plus a ``GET /login`` every 5 s from it: the limits as they are.
 
@@ -380,7 +381,7 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
                 elif what == "SIGHUP":
                     os.kill(master_pid, signal.SIGHUP)
                 else:
-                    pushes.append(threading.Thread(target=push_memory, args=(base, tally, t0, cgroup, done),
+                    pushes.append(threading.Thread(target=push_memory, args=(base, tally, t0, cgroup, done, period / 4),
                                                    daemon=True))
                     pushes[-1].start()
             if now >= next_sample:
@@ -419,22 +420,25 @@ def take_sample(t: float, master_pid: int, metrics_dir: Path, log_dir: Path, cgr
     return row
 
 
-def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str, done: threading.Event) -> None:
-    """Allocate through /drill/alloc until memory_guard recycles a worker (or 30 calls).
+def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str, done: threading.Event,
+                hold: float) -> None:
+    """Allocate through /drill/alloc until memory_guard recycles a worker (for ``hold`` seconds at most).
 
     Paced (16 MB every 0.4 s) and paused while the cgroup's working set is above
     PUSH_CEILING of the limit: memory_guard is to act first, not the kernel's OOM killer
-    (whose SIGKILL would drop the requests in flight).
+    (whose SIGKILL would drop the requests in flight). Each block is released after ``hold``
+    seconds by the worker that holds it (if memory_guard has not recycled that one), so the
+    drill's memory does not pile up across periods.
     """
     def recycles() -> float:
         return metric_sum(scrape(base), "stevedores_worker_recycles_total", cause="memory_critical")
 
     start = recycles()
-    for _ in range(30):
+    for _ in range(max(5, int(hold / 0.4))):  # within the hold: the first blocks are not yet released
         if done.is_set():
             return
         if not isinstance(cgroup, MemoryCgroup) or cgroup.working_set_bytes() < PUSH_CEILING * LIMIT_MB * 2**20:
-            request(base + "/drill/alloc?mb=16", tally, t0)
+            request(base + f"/drill/alloc?mb=16&hold={hold:.0f}", tally, t0)
         time.sleep(0.4)
         if recycles() > start:
             return

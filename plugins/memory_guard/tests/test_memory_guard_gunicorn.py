@@ -44,6 +44,12 @@ def test_growing_worker_is_recycled_without_failing_a_request(stevedores_gunicor
         time.sleep(0.1)
     first_workers = set(booted.findall(server.log()))
     assert len(first_workers) == 2, server.log()
+    # the kernel's OOM killer takes a worker (replaced) before the master (the whole instance)
+    deadline = time.monotonic() + 10  # set in post_worker_init, just after the boot line
+    while server.log().count("Memory monitor started") < 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert {Path(f"/proc/{pid}/oom_score_adj").read_text().strip() for pid in first_workers} == {"500"}
+    assert Path(f"/proc/{server.proc.pid}/oom_score_adj").read_text() == Path("/proc/self/oom_score_adj").read_text()
 
     statuses: list[object] = []
     stop = threading.Event()
