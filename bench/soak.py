@@ -31,8 +31,12 @@ Fails (exit 1) on:
 
 - **unbounded growth**: for total USS, the largest worker's RSS, open descriptors and the
   metrics directory's bytes and files, the least-squares slope over the second half of the
-  run, projected over that half, must stay within max(absolute tolerance, 10 % of the
-  series' median there). Memory series are first smoothed by a rolling minimum over one
+  run, projected over that half, must stay within the tolerance: the largest of an absolute
+  one per series (GROWTH_CHECKS), 10 % of the series' median there, and the noise (2
+  standard deviations of the residuals around the fitted line: a slope within them is not
+  told apart from churn; recycles every few seconds make per-process memory jump by
+  design). The 60-second form therefore catches only fast growth; the 600-second one
+  (five periods in its second half) is the real check. Memory series are first smoothed by a rolling minimum over one
   period, so the drill's own allocations (gone with the worker that holds them, recycled by
   memory or by count within a period) are not taken for a leak, while a rising floor is. Log bytes must stay under
   the rotation bound LOG_MAX_BYTES x (LOG_BACKUP_COUNT + 1) (plus one line's slack), and the
@@ -98,6 +102,8 @@ GROWTH_CHECKS: dict[str, tuple[float, str]] = {
 }
 SMOOTHED = ("uss_total_mb", "worker_rss_max_mb")
 RELATIVE_TOLERANCE = 0.10
+#: A trend counts only beyond this many standard deviations of the residuals around it.
+NOISE_SIGMAS = 2.0
 TRANSPORT_ERROR_SHARE = 0.001
 #: Memory pushes pause above this share of the limit (memory_guard's critical threshold is 0.85).
 PUSH_CEILING = 0.90
@@ -257,11 +263,15 @@ def growth_verdicts(samples: list[dict[str, float]], seconds: float, period: flo
         if name in SMOOTHED:
             values = rolling_min(all_times, values, period)
         values = values[len(samples) - len(second):]
-        growth = slope(times, values) * (times[-1] - times[0])
-        tolerance = max(absolute, RELATIVE_TOLERANCE * statistics.median(values))
+        b = slope(times, values)
+        growth = b * (times[-1] - times[0])
+        mt, mv = statistics.fmean(times), statistics.fmean(values)
+        noise = NOISE_SIGMAS * statistics.pstdev([v - (mv + b * (t - mt)) for t, v in zip(times, values, strict=True)])
+        tolerance = max(absolute, RELATIVE_TOLERANCE * statistics.median(values), noise)
         ok = growth <= tolerance
-        verdicts.append((ok, f"{name}: second-half trend {growth:+.1f} {unit} (tolerance {tolerance:.1f} {unit}"
-                             f"{', smoothed' if name in SMOOTHED else ''})"))
+        verdicts.append((ok, f"{name}: second-half trend {growth:+.1f} {unit} (tolerance {tolerance:.1f} {unit}: "
+                             f"max of {absolute:g}, 10% of the median, 2 sigma of the residuals "
+                             f"{noise:.1f}{'; smoothed' if name in SMOOTHED else ''})"))
     return verdicts
 
 

@@ -23,3 +23,27 @@ def test_a_minute_of_soak_holds_every_promise(tmp_path: Path) -> None:
     assert (tmp_path / "soak.png").stat().st_size > 10_000
     if os.geteuid() == 0 and os.environ.get("CI") == "true":  # CI runs as root with a writable hierarchy
         assert "a real 512 MB memory cgroup" in report, report
+
+
+def test_the_growth_rule_tells_a_leak_from_churn() -> None:
+    """The soak's definition of unbounded growth on synthetic series: churn passes, a leak fails."""
+    import random
+
+    from bench.soak import GROWTH_CHECKS, growth_verdicts
+
+    rng = random.Random(12)
+
+    def series(leak: float) -> list[dict[str, float]]:
+        """600 s of each series: churn as wide as twice its absolute tolerance, plus ``leak``
+        times that tolerance over the second half."""
+        rows = []
+        for i in range(600):
+            row: dict[str, float] = {"t": float(i)}
+            for name, (absolute, _unit) in GROWTH_CHECKS.items():
+                row[name] = absolute * (3 + rng.uniform(0, 2) + leak * i / 300)
+            rows.append(row)
+        return rows
+
+    assert all(ok for ok, _ in growth_verdicts(series(0.0), 600, 60))
+    leaking = growth_verdicts(series(4.0), 600, 60)
+    assert not any(ok for ok, _ in leaking), leaking
