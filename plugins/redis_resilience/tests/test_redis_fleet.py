@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from typing import Any, Callable, Iterator
@@ -12,6 +14,7 @@ from stevedores_redis_resilience.health import redis_check
 from stevedores_redis_resilience.sentinel import SentinelTarget, parse_sentinel_url
 
 from stevedores import ConfigError, get_service
+from stevedores.testing import free_port, require_service
 
 PLUGIN = ["redis_resilience"]
 
@@ -171,3 +174,52 @@ def test_redis_check_reports_a_sentinel_outage_without_addresses(resilient: Call
     health: dict[str, Any] = redis_check(client, cache)()
     assert (health["status"], health["circuit_breaker_state"]) == ("error", "open")
     assert "127.0.0.1" not in str(health) and "pw" not in str(health)
+
+
+@pytest.fixture
+def tls_redis(tmp_path: Any) -> Iterator[tuple[int, str]]:
+    """A real redis-server speaking only TLS (certificate for ``localhost`` from a CA of its own); (port, CA file)."""
+    binary = shutil.which("redis-server")
+    require_service("redis-server binary", binary is not None, "install the redis-server package")
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp_path, timeout=30)
+
+    curve = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *curve, "-days", "1", "-subj", "/CN=test-ca", "-keyout", "ca.key", "-out", "ca.crt")
+    openssl("req", *curve, "-subj", "/CN=localhost", "-keyout", "server.key", "-out", "server.csr")
+    (tmp_path / "ext").write_text("subjectAltName=DNS:localhost\n")
+    openssl("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial", "-days", "1",
+            "-extfile", "ext", "-out", "server.crt")
+    port = free_port()
+    proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file",
+                             "ca.crt", "--tls-auth-clients", "no", "--dir", str(tmp_path)],
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield port, str(tmp_path / "ca.crt")
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+@pytest.mark.timeout(60)
+def test_rediss_talks_tls_to_a_verified_server(tls_redis: tuple[int, str], make_stevedores_app: Callable,
+                                               resilient: Callable) -> None:
+    port, ca = tls_redis
+    app = make_stevedores_app(plugins=PLUGIN, env={"REDIS_URL": f"rediss://localhost:{port}/0?ssl_ca_certs={ca}"})
+    cache = get_service(app, "cache")
+    assert cache.set("over", "tls", ttl=60) and cache.get("over") == "tls" and cache.mode == "redis"
+    # Not trusted (no CA given: the system's CAs do not know this one) and the wrong host name:
+    # both are outages the breaker counts, never a crash, never an unverified connection.
+    for url in (f"rediss://localhost:{port}/0", f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"):
+        client, fallback_cache = resilient(url, failure_threshold=2)
+        assert [fallback_cache.get("over") for _ in range(3)] == [None] * 3
+        assert client.state == "open" and "CERTIFICATE_VERIFY_FAILED" in client.breaker.snapshot().last_failure
