@@ -60,6 +60,9 @@ def test_wrong_tokens_are_throttled_per_client_address(make_stevedores_app: Call
     assert guesses == [401, 401, 401, 429]
     right = client.get("/ops/open", headers={"Authorization": f"Bearer {TOKEN}"})
     assert right.status_code == 429 and right.headers["Retry-After"] == "60"  # even the right one, this minute
+    # One 429 body everywhere: the rate_limits service's shape (plugins/security/README.md).
+    assert right.json == {"error": "too many requests", "limit": "3 per 1 minute", "retry_after": 60,
+                          "message": right.json["message"]}
     assert client.get("/ops/open", headers={"Authorization": f"Bearer {TOKEN}"},
                       environ_base=OTHER_CLIENT).status_code == 200  # another address is not affected
 

@@ -171,7 +171,9 @@ def operator_refusal() -> Response:
     with ``WWW-Authenticate: Bearer``."""
     verdict = operator_verdict()
     if verdict == THROTTLED:
-        response = jsonify(error="too many requests", retry_after=WINDOW_SECONDS,
+        per_minute = current_app.extensions["stevedores"].config["OPS_TOKEN_FAILURES_PER_MINUTE"]
+        # The rate_limits service's 429 body (plugins/security/README.md): one shape for every 429.
+        response = jsonify(error="too many requests", limit=f"{per_minute} per 1 minute", retry_after=WINDOW_SECONDS,
                            message=f"Too many wrong operator tokens from this address; retry in {WINDOW_SECONDS} s.")
         response.status_code = 429
         response.headers["Retry-After"] = str(WINDOW_SECONDS)
