@@ -112,6 +112,43 @@ class Csv:
         return tuple(part.strip() for part in raw.split(",") if part.strip())
 
 
+def parse_rate_limits(spec: str) -> list[Any]:
+    """``spec`` ('120 per minute', '5/minute; 30 per hour') as the ``limits`` library's items
+    (``limits.RateLimitItem``), parsed by that library (separators ``;``, ``,`` or ``|``).
+
+    Raises ValueError naming ``spec`` when it is not a rate limit or allows no request.
+    """
+    from limits import parse_many
+
+    try:
+        items = parse_many(spec)
+    except ValueError:
+        items = []
+    if not items or any(item.amount < 1 for item in items):
+        raise ValueError(f"{spec!r} is not a rate limit (e.g. '30 per minute'; each must allow at least 1)")
+    return items
+
+
+class RateLimit:
+    """Setting parser: rate limits such as ``120 per minute`` or ``5 per minute; 30 per hour``
+    (:func:`parse_rate_limits`); with ``allow_none`` the words ``none``/``off`` give ``""`` (no limit)."""
+
+    def __init__(self, *, allow_none: bool = False) -> None:
+        self.allow_none = allow_none
+        self.expected = "rate limits like '120 per minute' or '5 per minute; 30 per hour'" + (
+            " (or 'none')" if allow_none else "")
+
+    def __call__(self, raw: str) -> str:
+        value = raw.strip()
+        if self.allow_none and value.lower() in ("none", "off"):
+            return ""
+        try:
+            parse_rate_limits(value)
+        except ValueError:
+            raise ValueError(f"expected {self.expected}") from None
+        return value
+
+
 class Url:
     """A URL whose scheme is one of ``schemes`` and that names a host (unless file-like)."""
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import re
 from datetime import datetime
 from typing import Any, Callable
 
@@ -13,6 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
 from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
 from stevedores.contracts import RateLimitsService
+from stevedores.settings import RateLimit
 
 from .context import OperationsState, login_account_key
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
@@ -22,19 +22,6 @@ from .tables import tallies, vessel_calls
 from .validation import register_converters
 
 log = logging.getLogger("stevedores.operations")
-
-
-class RateSpec:
-    """Setting parser: a rate limit such as ``120 per minute`` or ``5/minute; 50/hour``."""
-
-    expected = "a rate limit like '120 per minute' or '5/minute; 50/hour'"
-    _one = re.compile(r"^\s*\d+\s*(/|per)\s*(\d+\s*)?(second|minute|hour|day)s?\s*$", re.IGNORECASE)
-
-    def __call__(self, raw: str) -> str:
-        parts = [p for p in re.split(r"[;,]", raw) if p.strip()]
-        if not parts or not all(self._one.match(p) for p in parts):
-            raise ValueError(f"expected {self.expected}")
-        return raw.strip()
 
 
 @hookimpl
@@ -47,11 +34,11 @@ def stevedores_settings() -> list[Setting]:
                 "Health check 'operations' warns when an active vessel has had no tally for this many minutes."),
         Setting("OPERATIONS_SUMMARY_CACHE_SECONDS", Int(min=0, max=3600), 10,
                 "Seconds the dashboard summary is cached (0: computed on every request)."),
-        Setting("OPERATIONS_TALLY_RATE_LIMIT", RateSpec(), "120 per minute",
+        Setting("OPERATIONS_TALLY_RATE_LIMIT", RateLimit(), "120 per minute",
                 "Rate limit of tally posts per client address (needs the rate_limits service)."),
-        Setting("OPERATIONS_LOGIN_RATE_LIMIT", RateSpec(), "5 per minute; 30 per hour",
+        Setting("OPERATIONS_LOGIN_RATE_LIMIT", RateLimit(), "5 per minute; 30 per hour",
                 "Failed logins allowed per client address (needs the rate_limits service)."),
-        Setting("OPERATIONS_ACCOUNT_LOGIN_RATE_LIMIT", RateSpec(), "20 per hour; 100 per day",
+        Setting("OPERATIONS_ACCOUNT_LOGIN_RATE_LIMIT", RateLimit(), "20 per hour; 100 per day",
                 "Failed logins allowed per account, from any address (needs the rate_limits service; "
                 "NIST SP 800-63B: at most 100 in a row)."),
         Setting("OPERATIONS_SHIFT_STARTS", ShiftStarts(), DEFAULT_SHIFTS,

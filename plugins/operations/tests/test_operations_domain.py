@@ -15,7 +15,8 @@ from stevedores_operations.domain import (
     parse_tally,
     parse_vessel_call,
 )
-from stevedores_operations.plugin import RateSpec
+
+from stevedores.settings import RateLimit
 
 NOW = datetime(2026, 5, 1, 12, 0, tzinfo=timezone.utc)
 VALID = {
@@ -118,6 +119,6 @@ def test_setting_parsers_name_the_expected_form() -> None:
     for bad in ("25:00", "", "06:00,06:00"):
         with pytest.raises(ValueError, match="HH:MM"):
             ShiftStarts()(bad)
-    assert RateSpec()("5/minute; 50 per hour") == "5/minute; 50 per hour"
-    with pytest.raises(ValueError, match="rate limit like"):
-        RateSpec()("lots")
+    assert RateLimit()("5/minute; 50 per hour") == "5/minute; 50 per hour"
+    with pytest.raises(ValueError, match="rate limits like"):
+        RateLimit()("lots")

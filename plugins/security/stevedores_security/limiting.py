@@ -14,9 +14,9 @@ from typing import Any, Callable, TypeVar
 
 from flask import Flask, Response, jsonify, request
 from flask_limiter import Limiter, RequestLimit
-from limits import parse_many
 
 from stevedores import is_infrastructure
+from stevedores.settings import parse_rate_limits
 
 from .counting import ResilientCounter
 from .settings import under_exempt_path
@@ -72,11 +72,7 @@ class RateLimits:
 
         Raises ValueError naming ``spec`` when it is not a limit string.
         """
-        try:
-            if not parse_many(spec):
-                raise ValueError
-        except ValueError:
-            raise ValueError(f"rate_limits.limit: {spec!r} is not a rate limit (e.g. '30 per minute')") from None
+        parse_rate_limits(spec)
         if scope:
             return self.limiter.shared_limit(spec, scope=scope, key_func=key,  # type: ignore[return-value]
                                              deduct_when=deduct_when)
@@ -99,16 +95,13 @@ class RateLimits:
 
     @staticmethod
     def _item(spec: str) -> Any:
-        try:
-            return parse_many(spec)[0]
-        except (ValueError, IndexError):
-            raise ValueError(f"rate_limits: {spec!r} is not a rate limit (e.g. '30 per minute')") from None
+        return parse_rate_limits(spec)[0]
 
     # --- wiring --------------------------------------------------------------------------
 
     def bind(self, app: Flask, counter: ResilientCounter) -> None:
         """Attach to ``app`` with ``counter`` as the storage strategy."""
-        counter.batch(parse_many(self.app_limits) if self.app_limits else ())
+        counter.batch(parse_rate_limits(self.app_limits) if self.app_limits else ())
         self.limiter.counter = counter
         self.limiter.init_app(app)
 

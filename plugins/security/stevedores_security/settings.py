@@ -2,33 +2,12 @@
 
 from __future__ import annotations
 
-from limits import parse_many
-
 from stevedores import Setting
-from stevedores.settings import Int
+from stevedores.settings import Int, RateLimit
 
 from .csp import CspPolicySetting
 
 DEFAULT_RATE_LIMITS = "1000 per hour;100 per minute"
-DISABLED_WORDS = ("none", "off")
-
-
-class RateLimitSpec:
-    """flask-limiter limit strings separated by ';' (``"none"`` turns the app-wide limits off)."""
-
-    expected = "limits like '1000 per hour;100 per minute' (or 'none')"
-
-    def __call__(self, raw: str) -> str:
-        value = raw.strip()
-        if value.lower() in DISABLED_WORDS:
-            return ""
-        try:
-            items = parse_many(value)
-        except ValueError:
-            raise ValueError(f"expected {self.expected}") from None
-        if not items or any(item.amount < 1 for item in items):
-            raise ValueError(f"expected {self.expected}; every limit must allow at least 1 request")
-        return value
 
 
 class PathPrefixes:
@@ -45,7 +24,7 @@ class PathPrefixes:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("RATE_LIMITS", RateLimitSpec(), DEFAULT_RATE_LIMITS,
+    Setting("RATE_LIMITS", RateLimit(allow_none=True), DEFAULT_RATE_LIMITS,
             "Rate limits per client address across the whole app (all routes share one budget), "
             "';'-separated; 'none' turns them off. Probe routes are never limited."),
     Setting("RATE_LIMIT_INSTANCES", Int(min=1, max=1000), 1,
