@@ -45,6 +45,13 @@ def create_blueprint() -> Blueprint:
     """A fresh blueprint for one app (templates and the status page's static files)."""
     bp = Blueprint("health", __name__, template_folder="templates", static_folder="static",
                    static_url_path="/health-assets")
+    _add_probes(bp)
+    _add_status_page(bp)
+    return bp
+
+
+def _add_probes(bp: Blueprint) -> None:
+    """/health, /health/quick, /health/live and /health/ready (JSON; infrastructure routes)."""
 
     @bp.get("/health")
     @infrastructure
@@ -98,6 +105,10 @@ def create_blueprint() -> Blueprint:
             body["reason"] = "critical check failed: " + ", ".join(failed)
         return _json(dumps(body), 200 if report.critical_ok else 503)
 
+
+def _add_status_page(bp: Blueprint) -> None:
+    """/status (HTML) and /status.json (its refresh), operator-only when OPS_TOKEN is set."""
+
     @bp.get("/status")
     @operator_only(open_without_token=True)
     def status_page() -> Response:
@@ -115,5 +126,3 @@ def create_blueprint() -> Blueprint:
         """What the status page shows, for its refresh script."""
         state = get_state(current_app)
         return _json(dumps(status_data(state, state.snapshot.current(), operator=is_operator())), 200)
-
-    return bp
