@@ -53,7 +53,7 @@ class SchemaGate:
         self.head = head_revision()
         self.known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
         self._state: SchemaState | None = None
-        self._checked_at = float("-inf")
+        self._checked_at = self._failed_at = float("-inf")
         self._lock = threading.Lock()
 
     def check(self, max_age: float = RECHECK_SECONDS) -> SchemaState:
@@ -64,11 +64,22 @@ class SchemaGate:
         state = self._state
         if state is not None and (state.servable or time.monotonic() - self._checked_at < max_age):
             return state
+        asked = time.monotonic()
         with self._lock:
+            # Threads that queued behind a check take its outcome instead of waiting for one each.
+            if self._checked_at >= asked and self._state is not None:
+                return self._state
+            if self._failed_at >= asked:
+                raise ServiceUnavailable("The database is out of reach: the operations schema could not be checked. "
+                                         "Try again in a few seconds.")
             engine = self.engine_of()
-            if self.auto_migrate:
-                upgrade(engine)
-            current = current_revision(engine)
+            try:
+                if self.auto_migrate:
+                    upgrade(engine)
+                current = current_revision(engine)
+            except Exception:
+                self._failed_at = time.monotonic()
+                raise
             servable = current == self.head or (current is not None and current not in self.known)
             if servable and current != self.head:
                 log.warning("operations schema is at %s, newer than this code's %s: serving (rolling deploy?)",
