@@ -38,11 +38,12 @@ class SchemaState:
 
     @property
     def problem(self) -> str:
-        """What is wrong and what to do, naming both revisions ("" when servable)."""
+        """What is wrong and what to do, naming both revisions ("" when servable; no quotes, which the public
+        health JSON would scrub)."""
         if self.servable:
             return ""
         return (f"operations schema is at {self.current or 'empty (never migrated)'}, this code needs {self.head}: "
-                "run 'stevedores db upgrade' (or set OPERATIONS_AUTO_MIGRATE=true)")
+                "run stevedores db upgrade (or set OPERATIONS_AUTO_MIGRATE=true)")
 
 
 class SchemaGate:

@@ -45,6 +45,7 @@ def test_behind_schema_gives_503_everywhere_until_migrated(unmigrated: str,
     assert ready.status_code == 503 and ready.json["reason"] == "critical check failed: operations_schema"
     assert ready.json["checks"]["operations_schema"]["revision"] == "empty"
     assert ready.json["checks"]["operations_schema"]["head"] == head_revision()
+    assert "run stevedores db upgrade" in ready.json["checks"]["operations_schema"]["problems"][0]  # public view
 
     upgrade(app.extensions["stevedores"].engine)  # what 'stevedores db upgrade' does
     assert client.get("/health/ready").status_code == 200
