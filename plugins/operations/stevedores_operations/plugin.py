@@ -139,7 +139,8 @@ def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
     return [HealthCheck("operations", lambda: freshness(runtime.engine, stale), critical=False, timeout=2.0,
                         description="Minutes since the last tally on an active vessel"),
             HealthCheck("operations_schema", app.extensions["operations_schema"].health, critical=True, timeout=3.0,
-                        description="The operations schema is at this code's revision (else pages and API 503)")]
+                        description="The operations schema is at this code's revision (else pages and API 503)",
+                        public=("revision", "head", "problems"))]  # what an operator needs at a glance
 
 
 @hookimpl

@@ -32,7 +32,8 @@ def unmigrated(postgres_url: str) -> Iterator[str]:
 def test_behind_schema_gives_503_everywhere_until_migrated(unmigrated: str,
                                                           make_stevedores_app: Callable[..., Any]) -> None:
     app = make_stevedores_app(plugins=["health", "operations"],
-                              env={"DATABASE_URL": unmigrated, "OPERATIONS_AUTO_MIGRATE": "false"})
+                              env={"DATABASE_URL": unmigrated, "OPERATIONS_AUTO_MIGRATE": "false",
+                                   "HEALTH_CACHE_SECONDS": "0"})
     client = app.test_client()
     page = client.get("/")
     assert page.status_code == 503 and page.mimetype == "text/html" and page.headers["Retry-After"]
