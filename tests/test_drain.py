@@ -4,6 +4,7 @@ connections (GETs and POSTs) for SHUTDOWN_DRAIN_SECONDS, then stops accepting an
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -14,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from stevedores.drain import DRAINING, drain_seconds
+from stevedores.drain import DRAINING, DrainFlag, drain_seconds, install
 from stevedores.settings import CORE_SETTINGS, read_config
 from stevedores.testing import GunicornServer
 
@@ -118,3 +119,35 @@ def test_readiness_answers_503_while_draining(make_stevedores_app: Any) -> None:
         DRAINING.clear()
     assert client.get("/health/ready").status_code == 200
     assert client.get("/health/quick").status_code == 200
+
+
+def test_a_second_sigterm_stops_at_once_and_zero_seconds_keeps_gunicorns_behaviour() -> None:
+    class Arbiter:  # the two methods install() wraps, as gunicorn's main loop calls them
+        def __init__(self) -> None:
+            self.managed = 0
+            self.log = logging.getLogger("test.arbiter")
+
+        def handle_term(self) -> None:
+            raise StopIteration
+
+        def manage_workers(self) -> None:
+            self.managed += 1
+
+        def wakeup(self) -> None:
+            pass
+
+    flag = DrainFlag()
+    untouched = Arbiter()
+    install(untouched, 0, flag)
+    with pytest.raises(StopIteration):
+        untouched.handle_term()
+    assert not flag.is_set()
+
+    arbiter = Arbiter()
+    install(arbiter, 60, flag)
+    arbiter.handle_term()  # first SIGTERM: draining, the loop goes on managing workers
+    assert flag.is_set()
+    arbiter.manage_workers()
+    assert arbiter.managed == 1
+    with pytest.raises(StopIteration):  # second SIGTERM: gunicorn's graceful stop now
+        arbiter.handle_term()
