@@ -176,3 +176,32 @@ def test_connections_terminated_during_reads_cost_no_5xx(make_stevedores_app: Ca
             app.extensions["stevedores"].shutdown(app)
     assert killed >= 8, killed
     assert len(statuses) > 50 and set(statuses) == {200}, sorted(set(statuses))
+
+
+def test_a_dropped_connection_retries_reads_once_never_writes_nor_timeouts(
+        make_stevedores_app: Callable[..., Any]) -> None:
+    import psycopg
+    from sqlalchemy.exc import OperationalError
+
+    from stevedores.database import NoAnswer
+
+    app = make_stevedores_app(plugins=[])
+    calls: list[str] = []
+    failures = {"dropped": psycopg.OperationalError("server closed the connection unexpectedly"),
+                "timeout": NoAnswer("no answer from the database within 6 s: connection closed")}
+
+    @app.route("/fails/<kind>/<int:times>", methods=["GET", "POST"])
+    def fails(kind: str, times: int) -> str:
+        calls.append(kind)
+        if len(calls) <= times:
+            raise OperationalError("SELECT 1", None, failures[kind], connection_invalidated=True)
+        return "ok"
+
+    client = app.test_client()
+    for method, kind, times, status, tries in (("GET", "dropped", 1, 200, 2), ("GET", "dropped", 2, 503, 2),
+                                               ("POST", "dropped", 1, 503, 1), ("GET", "timeout", 1, 503, 1)):
+        calls.clear()
+        response = client.open(f"/fails/{kind}/{times}", method=method, headers={"Accept": "text/html"})
+        assert (response.status_code, len(calls)) == (status, tries), (method, kind, times)
+        if status == 503:
+            assert response.mimetype == "text/html" and response.headers["Retry-After"] == "5"
