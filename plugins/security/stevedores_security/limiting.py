@@ -12,13 +12,13 @@ import math
 import time
 from typing import Any, Callable, TypeVar
 
-from flask import Flask, Response, jsonify, request
+from flask import Flask, Response, current_app, g, jsonify, request
 from flask_limiter import Limiter, RequestLimit
 
 from stevedores import is_infrastructure
 from stevedores.settings import parse_rate_limits
 
-from .counting import ResilientCounter
+from .counting import APPLICATION_SCOPE, ResilientCounter
 from .settings import under_exempt_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -44,16 +44,26 @@ class RateLimits:
     """The ``rate_limits`` service and the app-wide limits.
 
     ``limit(spec, scope=None, deduct_when=None)`` returns a view decorator (docs/plugins.md).
+
+    The app-wide limits (RATE_LIMITS) are checked by :meth:`check_app_limits`, one call into the
+    counter per request (one Redis round trip for all windows), not through flask-limiter: its
+    per-request resolution of which limits apply (route, blueprint, defaults, exemptions) cost
+    about as much CPU as the Redis round trip itself, on every page (bench/RESULTS.md, "Profile").
+    flask-limiter keeps the views' own limits (``limit()``): its before_request runs only for
+    the views decorated through this service, where it resolves exactly what it did before.
+    Counting is the same fixed windows under the same keys, smallest window first and stopping
+    at the first one exceeded, as flask-limiter does.
     """
 
     def __init__(self, app_limits: str, telemetry: Any, exempt_paths: tuple[str, ...] = ()) -> None:
         self.app_limits = app_limits
+        self.app_items = tuple(sorted(parse_rate_limits(app_limits))) if app_limits else ()
         self.telemetry = telemetry
         self.exempt_paths = exempt_paths
         self.refusals = 0
+        self._limited_views: set[Callable[..., Any]] = set()
         self.limiter = ResilientLimiter(
             client_address,
-            application_limits=[app_limits] if app_limits else None,
             headers_enabled=False,  # RateLimit-* headers are written by add_headers
             strategy="fixed-window",
             storage_uri="memory://",  # unused: every count goes through the ResilientCounter
@@ -74,9 +84,16 @@ class RateLimits:
         """
         parse_rate_limits(spec)
         if scope:
-            return self.limiter.shared_limit(spec, scope=scope, key_func=key,  # type: ignore[return-value]
-                                             deduct_when=deduct_when)
-        return self.limiter.limit(spec, key_func=key, deduct_when=deduct_when)  # type: ignore[return-value]
+            decorator = self.limiter.shared_limit(spec, scope=scope, key_func=key, deduct_when=deduct_when)
+        else:
+            decorator = self.limiter.limit(spec, key_func=key, deduct_when=deduct_when)
+
+        def decorate(view: F) -> F:
+            limited = decorator(view)
+            self._limited_views.add(limited)
+            return limited  # type: ignore[return-value]
+
+        return decorate
 
     def hit(self, spec: str, scope: str, key: str | None = None) -> bool:
         """Count one event for ``key`` (default: the client address) under ``scope``.
@@ -101,9 +118,38 @@ class RateLimits:
 
     def bind(self, app: Flask, counter: ResilientCounter) -> None:
         """Attach to ``app`` with ``counter`` as the storage strategy."""
-        counter.batch(parse_rate_limits(self.app_limits) if self.app_limits else ())
+        counter.batch(self.app_items)
         self.limiter.counter = counter
         self.limiter.init_app(app)
+
+    def only_for_limited_views(self, handler: Callable[[], Any]) -> Callable[[], Any]:
+        """Wrap flask-limiter's before_request: run it only for views decorated by :meth:`limit`
+        (for any other view it would resolve no limit at all)."""
+
+        def check() -> Any:
+            view = current_app.view_functions.get(request.endpoint or "")
+            return handler() if view is not None and view in self._limited_views else None
+
+        return check
+
+    def check_app_limits(self) -> Response | None:
+        """before_request: count this request against every app-wide limit of its client (one
+        counter call); the 429 response when one is exceeded. Exempt: infrastructure routes,
+        SECURITY_EXEMPT_PATHS, static files and requests that match no route."""
+        counter = self.counter
+        if not self.app_items or counter is None or self.is_exempt():
+            return None
+        endpoint = request.endpoint
+        if not endpoint or endpoint.rsplit(".", 1)[-1] == "static":
+            return None
+        key = client_address()
+        chosen = self.app_items[0]
+        for item in self.app_items:  # smallest window first; the first one exceeded stops the count
+            if not counter.hit(item, key, APPLICATION_SCOPE):
+                g._stevedores_app_limit = (item, key)
+                return self._refusal(str(item), counter.get_window_stats(item, key, APPLICATION_SCOPE).reset_time)
+        g._stevedores_app_limit = (chosen, key)
+        return None
 
     @property
     def counter(self) -> ResilientCounter | None:
@@ -115,27 +161,41 @@ class RateLimits:
         return is_infrastructure() or under_exempt_path(request.path, self.exempt_paths)
 
     def _refuse(self, limit: RequestLimit) -> Response:
+        return self._refusal(str(limit.limit), limit.reset_at)
+
+    def _refusal(self, limit: str, reset_at: float) -> Response:
         self.refusals += 1
         self.telemetry.count("rate_limit_refusals_total")
-        retry_after = max(1, math.ceil(limit.reset_at - time.time()))
-        response = jsonify(error="too many requests", limit=str(limit.limit), retry_after=retry_after,
-                           message=f"Rate limit of {limit.limit} exceeded; retry in {retry_after} s.")
+        retry_after = max(1, math.ceil(reset_at - time.time()))
+        response = jsonify(error="too many requests", limit=limit, retry_after=retry_after,
+                           message=f"Rate limit of {limit} exceeded; retry in {retry_after} s.")
         response.status_code = 429
         response.headers["Retry-After"] = str(retry_after)
         return response
 
     def add_headers(self, response: Response) -> Response:
         """RateLimit-Limit/-Remaining/-Reset (seconds) and RateLimit-Policy for the tightest limit,
-        with the amount enforced for this request (the instance's share when the fallback counted)."""
-        current = self.limiter.current_limit if self.limiter.initialized else None
-        if current is None:
-            return response
-        reset = max(0, math.ceil(current.reset_at - time.time()))
-        item = current.limit
+        with the amount enforced for this request (the instance's share when the fallback counted).
+
+        The tightest limit: a view's own limit when it was exceeded or is not shared with other
+        views (as flask-limiter chooses), else the app-wide window exceeded or, when none was,
+        the smallest one.
+        """
         counter = self.limiter.counter
+        current = self.limiter.current_limit if self.limiter.initialized else None
+        app_limit = g.get("_stevedores_app_limit")
+        if current is not None and (current.breached or not current.shared or app_limit is None):
+            item, reset_at, remaining = current.limit, current.reset_at, current.remaining
+        elif app_limit is not None and counter is not None:
+            item, key = app_limit
+            window = counter.get_window_stats(item, key, APPLICATION_SCOPE)
+            reset_at, remaining = window.reset_time, window.remaining
+        else:
+            return response
+        reset = max(0, math.ceil(reset_at - time.time()))
         amount = counter.enforced_amount(item) if counter is not None else item.amount
         response.headers["RateLimit-Limit"] = str(amount)
-        response.headers["RateLimit-Remaining"] = str(current.remaining)
+        response.headers["RateLimit-Remaining"] = str(remaining)
         response.headers["RateLimit-Reset"] = str(reset)
         response.headers["RateLimit-Policy"] = f"{amount};w={item.get_expiry()}"
         if response.status_code == 429 and "Retry-After" not in response.headers:

@@ -105,7 +105,8 @@ def stevedores_startup(app: Flask, config: Config) -> None:
 
 @hookimpl
 def stevedores_middleware(app: Flask) -> list[Middleware]:
-    """HTTPS (50), header safety net (60), Talisman (100+), RateLimit headers (299), rate limits (300+).
+    """HTTPS (50), header safety net (60), Talisman (100+), RateLimit headers and app-wide limits (299),
+    the views' own limits (300+).
 
     Talisman's and the limiter's own handlers are handed to the core one by one, in their
     registration order. Infrastructure routes skip them entirely: the safety net gives
@@ -120,7 +121,10 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
         # Outside the limiter's own handlers: its after_request runs once theirs are done.
         Middleware("rate-limit-headers", order=299,
                    after_request=skip_for_infrastructure(state.rate_limits.add_headers)),
-        *adopted_middleware("rate-limits", 300, state.limiter_handlers),
+        Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits),
+        *adopted_middleware("rate-limits", 300, (
+            [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[0]],
+            state.limiter_handlers[1])),
     ]
 
 
