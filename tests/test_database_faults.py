@@ -1,10 +1,9 @@
-"""Database faults on the real PostgreSQL: a frozen network (a TCP proxy that stops forwarding without
-closing) is answered with 503 within the bounded waits while liveness stays fast; connections killed
-with pg_terminate_backend during reads cost no 5xx (one retry on a fresh connection)."""
+"""Database faults on the real PostgreSQL: a frozen network (bench.tcp_proxy's relay stops forwarding
+without closing) is answered with 503 within the bounded waits while liveness stays fast; connections
+killed with pg_terminate_backend during reads cost no 5xx (one retry on a fresh connection)."""
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 import urllib.error
@@ -17,74 +16,16 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from bench.tcp_proxy import TcpProxy
 from stevedores.testing import temporary_postgres_database
 
 
-class FreezableProxy:
-    """A TCP forwarder on a free port of 127.0.0.1; :meth:`freeze` holds every byte in both directions
-    (connections stay open, new ones are accepted), like a network that drops packets without a reset."""
-
-    def __init__(self, target: tuple[str, int]) -> None:
-        self.target = target
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self.listener.getsockname()[1]
-        self.thawed = threading.Event()
-        self.thawed.set()
-        self.sockets: list[socket.socket] = []
-        self.closed = False
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def freeze(self) -> None:
-        """Stop forwarding (bytes received meanwhile are held)."""
-        self.thawed.clear()
-
-    def thaw(self) -> None:
-        """Forward again."""
-        self.thawed.set()
-
-    def close(self) -> None:
-        """Close the listener and every connection."""
-        self.closed = True
-        self.thawed.set()
-        for sock in [self.listener, *self.sockets]:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-    def _accept(self) -> None:
-        while not self.closed:
-            try:
-                client, _ = self.listener.accept()
-                upstream = socket.create_connection(self.target)
-            except OSError:
-                return
-            self.sockets += [client, upstream]
-            for source, sink in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
-
-    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
-        try:
-            while data := source.recv(65536):
-                self.thawed.wait()
-                sink.sendall(data)
-        except OSError:
-            pass
-        finally:
-            self.thawed.wait()
-            for sock in (source, sink):
-                try:
-                    sock.shutdown(socket.SHUT_RDWR)
-                except OSError:
-                    pass
-
-
 @pytest.fixture
-def postgres_proxy() -> Iterator[tuple[str, FreezableProxy]]:
-    """(URL through a freezable proxy, the proxy) for a database of the test's own."""
+def postgres_proxy() -> Iterator[tuple[str, TcpProxy]]:
+    """(URL through a freezable relay, the relay) for a database of the test's own."""
     with temporary_postgres_database("stevedores_faults") as url:
         parsed = make_url(url)
-        proxy = FreezableProxy((parsed.host or "127.0.0.1", parsed.port or 5432))
+        proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432)).start()
         try:
             yield parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False), proxy
         finally:
@@ -106,7 +47,7 @@ def _get(url: str, timeout: float = 20) -> tuple[int, float, str, str]:
 
 @pytest.mark.timeout(90)
 def test_a_frozen_database_network_gives_503_within_the_bounds_and_liveness_stays_fast(
-        postgres_proxy: tuple[str, FreezableProxy], stevedores_gunicorn_server: Callable[..., Any]) -> None:
+        postgres_proxy: tuple[str, TcpProxy], stevedores_gunicorn_server: Callable[..., Any]) -> None:
     url, proxy = postgres_proxy
     server = stevedores_gunicorn_server(env={
         "DATABASE_URL": url, "STEVEDORES_PLUGINS": "health,operations", "DATABASE_CONNECT_TIMEOUT": "2",
