@@ -15,11 +15,11 @@ report says why. Meanwhile:
 - **worker recycles**: ``GUNICORN_MAX_REQUESTS`` (RECYCLE_REQUESTS, with gunicorn's jitter),
   SIGHUP to the master once, at about 30 % of the run (so that the growth checks of the
   second half see the steady state after it), and memory_guard's own recycles;
-- **memory pressure** once per period, while Redis is up: ``/drill/alloc`` keeps 16 MB per
-  call, for a quarter of a period, in whichever worker answers; a call every 0.4 s (paused
-  above 90 % of the limit, so memory_guard acts before the kernel's OOM killer) until
-  memory_guard has recycled a worker (``worker_recycles_total{cause="memory_critical"}``
-  grows) or a quarter of a period has passed;
+- **memory pressure** once per period (but the one before the SIGHUP), while Redis is up:
+  ``/drill/alloc`` keeps blocks for half a period in whichever worker answers: 4 calls of
+  32 MB at once below 70 % of the limit, then one of 16 MB, every 0.25 s (paused above 90 %,
+  so memory_guard acts before the kernel's OOM killer), until memory_guard has recycled a
+  worker (``worker_recycles_total{cause="memory_critical"}`` grows) or half a period passed;
 - **a failed-login probe**: one wrong password a second from one client address (its own
   ``X-Forwarded-For``), plus a ``GET /login`` every 5 s from it: the limits as they are.
 
@@ -36,9 +36,7 @@ Fails (exit 1) on:
   standard deviations of the residuals around the fitted line: a slope within them is not
   told apart from churn; recycles every few seconds make per-process memory jump by
   design). The 60-second form therefore catches only fast growth; the 600-second one
-  (five periods in its second half) is the real check. Memory series are first smoothed by a rolling minimum over one
-  period, so the drill's own allocations (gone with the worker that holds them, recycled by
-  memory or by count within a period) are not taken for a leak, while a rising floor is. Log bytes must stay under
+  (five periods in its second half) is the real check. Log bytes must stay under
   the rotation bound LOG_MAX_BYTES x (LOG_BACKUP_COUNT + 1) (plus one line's slack), and the
   metrics directory under 4 files per live process plus the archives;
 - **a lost metric**: after the load stops, ``stevedores_http_requests_total`` summed per
@@ -72,6 +70,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,7 +101,6 @@ GROWTH_CHECKS: dict[str, tuple[float, str]] = {
     "uss_total_mb": (32.0, "MB"), "worker_rss_max_mb": (24.0, "MB"), "fds": (16.0, "fds"),
     "shm_bytes": (512 * 1024.0, "bytes"), "shm_files": (4.0, "files"),
 }
-SMOOTHED = ("uss_total_mb", "worker_rss_max_mb")
 RELATIVE_TOLERANCE = 0.10
 #: A trend counts only beyond this many standard deviations of the residuals around it.
 NOISE_SIGMAS = 2.0
@@ -243,15 +241,7 @@ def slope(times: list[float], values: list[float]) -> float:
     return sum((t - mt) * (v - mv) for t, v in zip(times, values, strict=True)) / spread if spread else 0.0
 
 
-def rolling_min(times: list[float], values: list[float], window: float) -> list[float]:
-    """Each value replaced by the minimum over the ``window`` seconds ending at it."""
-    out = []
-    for i, t in enumerate(times):
-        out.append(min(v for tt, v in zip(times[:i + 1], values[:i + 1], strict=True) if tt >= t - window))
-    return out
-
-
-def growth_verdicts(samples: list[dict[str, float]], seconds: float, period: float) -> list[tuple[bool, str]]:
+def growth_verdicts(samples: list[dict[str, float]], seconds: float) -> list[tuple[bool, str]]:
     """(ok, line) per series: projected growth over the run's second half against its tolerance."""
     second = [s for s in samples if s["t"] >= seconds / 2]
     verdicts = []
@@ -260,11 +250,7 @@ def growth_verdicts(samples: list[dict[str, float]], seconds: float, period: flo
             verdicts.append((False, f"{name}: too few samples in the second half ({len(second)})"))
             continue
         times = [s["t"] for s in second]
-        values = [s[name] for s in samples]
-        all_times = [s["t"] for s in samples]
-        if name in SMOOTHED:
-            values = rolling_min(all_times, values, period)
-        values = values[len(samples) - len(second):]
+        values = [s[name] for s in second]
         b = slope(times, values)
         growth = b * (times[-1] - times[0])
         mt, mv = statistics.fmean(times), statistics.fmean(values)
@@ -273,7 +259,7 @@ def growth_verdicts(samples: list[dict[str, float]], seconds: float, period: flo
         ok = growth <= tolerance
         verdicts.append((ok, f"{name}: second-half trend {growth:+.1f} {unit} (tolerance {tolerance:.1f} {unit}: "
                              f"max of {absolute:g}, 10% of the median, 2 sigma of the residuals "
-                             f"{noise:.1f}{'; smoothed' if name in SMOOTHED else ''})"))
+                             f"{noise:.1f})"))
     return verdicts
 
 
@@ -335,7 +321,8 @@ def run_soak(seconds: float, results: Path | None = RESULTS, plot: Path | None =
         if isinstance(cgroup, MemoryCgroup):
             stack.callback(cgroup.remove)  # registered first: runs after gunicorn has stopped
             wrap = cgroup.command
-            result.say(f"memory: a real {LIMIT_MB} MB memory cgroup (v{cgroup.version}) at {cgroup.path}")
+            result.say(f"memory: a real {LIMIT_MB} MB memory cgroup (v{cgroup.version}): {cgroup.path.name}, a child "
+                       f"of this process's own")
         else:
             env["MEMORY_LIMIT_MB"] = str(LIMIT_MB)
             result.say(f"memory: no cgroup ({cgroup}); MEMORY_LIMIT_MB={LIMIT_MB} stands in")
@@ -350,8 +337,8 @@ def run_soak(seconds: float, results: Path | None = RESULTS, plot: Path | None =
                    f"{CLIENTS} clients on {', '.join(LOAD_PATHS)}; {seconds:.0f} s")
         _run(result, s, seconds, period, metrics_dir, workdir / "logs", cgroup)
     if results is not None:
-        write_section("Soak", f"make soak (python -m bench.soak), SOAK_SECONDS={seconds:.0f}",
-                      result.lines + ([f"plot: {plot.name}"] if plot else []), results)
+        write_section("Soak", f"make soak (python -m bench.soak), SOAK_SECONDS={seconds:.0f}", result.lines, results,
+                      after=f"![the soak's time series]({plot.name})" if plot else "")
     if plot is not None:
         draw(result, seconds, period, plot)
     return result
@@ -369,14 +356,16 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
     probe = LoginProbe(base, t0)
     probe_thread = threading.Thread(target=probe.run, args=(seconds,), daemon=True)
     probe_thread.start()
-    schedule: list[tuple[float, str]] = []
+    # SIGHUP once, in the first half (a reload's transient, old and new workers side by side, is
+    # not a trend), during Redis's outage, in a period after one without a memory push (old and
+    # new workers plus the drill's memory: the kernel's OOM killer would act before memory_guard)
+    sighup = period * max(1, round(0.3 * seconds / period)) + 0.45 * period
+    schedule: list[tuple[float, str]] = [(sighup, "SIGHUP")]
     for k in range(math.ceil(seconds / period)):
         start = k * period
-        schedule += [(start + 0.25 * period, "redis down"), (start + 0.60 * period, "redis up"),
-                     (start + 0.70 * period, "memory pressure")]
-    # SIGHUP once, in the first half (a reload's transient, old and new workers side by side, is
-    # not a trend), at the start of a period: away from the memory push and Redis's outage
-    schedule.append((period * max(1, round(0.3 * seconds / period)) + 0.05 * period, "SIGHUP"))
+        schedule += [(start + 0.25 * period, "redis down"), (start + 0.60 * period, "redis up")]
+        if not sighup - period < start + 0.70 * period < sighup:
+            schedule.append((start + 0.70 * period, "memory pressure"))
     schedule = sorted((t, what) for t, what in schedule if t < seconds - 1)
     pushes: list[threading.Thread] = []
     done = threading.Event()
@@ -396,7 +385,7 @@ def _run(result: SoakResult, s: Stack, seconds: float, period: float, metrics_di
                 elif what == "SIGHUP":
                     os.kill(master_pid, signal.SIGHUP)
                 else:
-                    pushes.append(threading.Thread(target=push_memory, args=(base, tally, t0, cgroup, done, period / 4),
+                    pushes.append(threading.Thread(target=push_memory, args=(base, tally, t0, cgroup, done, period / 2),
                                                    daemon=True))
                     pushes[-1].start()
             if now >= next_sample:
@@ -439,7 +428,7 @@ def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str, 
                 hold: float) -> None:
     """Allocate through /drill/alloc until memory_guard recycles a worker (for ``hold`` seconds at most).
 
-    Paced (16 MB every 0.4 s) and paused while the cgroup's working set is above
+    Paced (4 x 32 MB, then 16 MB above 70 %, every 0.25 s) and paused while the cgroup's working set is above
     PUSH_CEILING of the limit: memory_guard is to act first, not the kernel's OOM killer
     (whose SIGKILL would drop the requests in flight). Each block is released after ``hold``
     seconds by the worker that holds it (if memory_guard has not recycled that one), so the
@@ -449,14 +438,18 @@ def push_memory(base: str, tally: Tally, t0: float, cgroup: MemoryCgroup | str, 
         return metric_sum(scrape(base), "stevedores_worker_recycles_total", cause="memory_critical")
 
     start = recycles()
-    for _ in range(max(5, int(hold / 0.4))):  # within the hold: the first blocks are not yet released
-        if done.is_set():
-            return
-        if not isinstance(cgroup, MemoryCgroup) or cgroup.working_set_bytes() < PUSH_CEILING * LIMIT_MB * 2**20:
-            request(base + f"/drill/alloc?mb=16&hold={hold:.0f}", tally, t0)
-        time.sleep(0.4)
-        if recycles() > start:
-            return
+    deadline = time.monotonic() + hold  # within the hold: the first blocks are not yet released
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        while time.monotonic() < deadline and not done.is_set():
+            used = cgroup.working_set_bytes() / (LIMIT_MB * 2**20) if isinstance(cgroup, MemoryCgroup) else 0.5
+            if used < PUSH_CEILING:
+                # 4 at once far from the limit: faster than workers recycled by count drop the blocks
+                calls = 4 if used < 0.7 else 1
+                url = base + f"/drill/alloc?mb={32 if used < 0.7 else 16}&hold={hold:.0f}"
+                list(pool.map(lambda u: request(u, tally, t0), [url] * calls))
+            time.sleep(0.25)
+            if recycles() > start:
+                return
 
 
 class LoginProbe:
@@ -516,7 +509,7 @@ def judge(result: SoakResult, tally: Tally, probe: LoginProbe, before: dict[Any,
     if cgroup:
         result.say(f"cgroup working set: median {statistics.median(cgroup):.0f} MB, max {max(cgroup):.0f} MB "
                    f"of {LIMIT_MB} MB")
-    for ok, line in growth_verdicts(samples, seconds, period):
+    for ok, line in growth_verdicts(samples, seconds):
         result.check(ok, f"no unbounded growth: {line}")
     log_bound = LOG_MAX_BYTES * (LOG_BACKUP_COUNT + 1) + 64 * 1024
     result.check(max(logs) <= log_bound, f"log directory within its rotation bound: max {max(logs) / 1024:.0f} KB "

@@ -44,6 +44,6 @@ def test_the_growth_rule_tells_a_leak_from_churn() -> None:
             rows.append(row)
         return rows
 
-    assert all(ok for ok, _ in growth_verdicts(series(0.0), 600, 60))
-    leaking = growth_verdicts(series(4.0), 600, 60)
+    assert all(ok for ok, _ in growth_verdicts(series(0.0), 600))
+    leaking = growth_verdicts(series(4.0), 600)
     assert not any(ok for ok, _ in leaking), leaking
