@@ -13,6 +13,7 @@ import pytest
 from stevedores.testing import require_service
 
 CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parents[3] / "test-artifacts"
 ARGS = ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -69,11 +70,14 @@ def test_a_manager_creates_and_edits_a_call_and_a_clerk_downloads_its_tallies(
             assert page.input_value("input[name=vessel_name]") == "Glovis Sky"  # what was typed is kept
             assert page.input_value("input[name=planned_discharge_auto]") == "800"
             assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+            ARTIFACTS.mkdir(exist_ok=True)
+            page.screenshot(path=str(ARTIFACTS / "vessel-form-refused-phone.png"), full_page=True)
             page.fill("input[name=planned_end]", "2026-06-02T04:00")
             page.click("text=Create vessel call")
             page.wait_for_selector("text=Created Glovis Sky")
             call_id = int(page.url.rstrip("/").rsplit("/", 1)[1])
             page.click("text=Edit vessel call")
+            page.screenshot(path=str(ARTIFACTS / "vessel-page-manager-phone.png"), full_page=True)
             page.fill(".edit-call input[name=berth]", "B9")
             page.click("text=Save changes")
             page.wait_for_selector("text=Saved Glovis Sky")
