@@ -138,9 +138,10 @@ def claim_directory(directory: str) -> None:
 def clean_directory(directory: str) -> int:
     """Delete the metrics files (``*.db``, archives included) a previous run left in ``directory``
     and any half-done compaction; return how many metrics files."""
-    for leftover in (archive.JOURNAL_FILE, *(os.path.basename(p) for p in glob.glob(os.path.join(directory, "*.tmp")))):
+    leftovers = [os.path.join(directory, archive.JOURNAL_FILE), *glob.glob(os.path.join(directory, "*_archive.db.tmp"))]
+    for leftover in leftovers:
         with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(directory, leftover))
+            os.remove(leftover)
     removed = 0
     for path in glob.glob(os.path.join(directory, "*.db")):
         try:
