@@ -184,7 +184,8 @@ def start_fleet(stack: ExitStack, workdir: Path, *, sentinel: bool = False, env:
             stack.callback(proxy.close)
             redis_proxies.append(proxy)
         redis_urls = [f"redis://127.0.0.1:{p.port}/0" for p in redis_proxies]
-    instances = []
+    instances: list[GunicornServer] = []
+    stack.callback(_stop_instances, instances)
     for i, redis_url in enumerate(redis_urls):
         server_env = {
             "FLASK_ENV": "production", "SECRET_KEY": "fleet-" + "s" * 40, "OPS_TOKEN": OPS_TOKEN,
@@ -197,14 +198,25 @@ def start_fleet(stack: ExitStack, workdir: Path, *, sentinel: bool = False, env:
         server = GunicornServer(server_env, workdir / f"instance-{i + 1}", app="wsgi:application",
                                 config=str(REPO / "gunicorn.conf.py"))
         server.env["PYTHONPATH"] = str(REPO)
-        stack.callback(server.stop)
-        instances.append(server.start("/health/live"))
+        instances.append(server)
+        server.start("/health/live")
     lb = Haproxy(workdir / "haproxy", [f"127.0.0.1:{s.port}" for s in instances])
     stack.callback(lb.stop)
     lb.start()
     for name in ("app1", "app2"):
         lb.wait_for(name, "UP")
     return Fleet(instances, lb, database_url, database_proxy, redis, group, redis_proxies, token, call_id, workdir)
+
+
+def _stop_instances(instances: list[GunicornServer]) -> None:
+    """Stop every instance at once: SIGTERM to all (each starts draining), then a second SIGTERM
+    each through ``stop()``, which skips the rest of the drain and waits for the graceful stop."""
+    for server in instances:
+        if server.proc is not None and server.proc.poll() is None:
+            server.proc.send_signal(signal.SIGTERM)
+    time.sleep(0.2)
+    for server in instances:
+        server.stop(signal.SIGTERM)
 
 
 # --- load -----------------------------------------------------------------------------

@@ -42,7 +42,7 @@ def _held(result: FleetResult, fleet: Fleet) -> None:
         pytest.fail(f"{result.line()}\n{error_lines(fleet)}")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(120)  # includes starting the fleet
 def test_slow_clients_wait_in_haproxy_not_in_gunicorn(fleet: Fleet) -> None:
     threads = int(fleet.instances[0].env["WEB_WORKERS"]) * 4
     # The control: slow clients straight at one instance stop /health/quick there. 2 per request
@@ -73,7 +73,7 @@ def test_a_frozen_database_answers_every_request_within_ten_seconds(fleet: Fleet
             fleet.lb.wait_for(server, "UP")
 
 
-@pytest.mark.timeout(60)
+@pytest.mark.timeout(90)  # includes stopping the fleet
 def test_one_instance_losing_redis_costs_no_user_a_request(fleet: Fleet) -> None:
     _held(drill_redis_lost_by_one(fleet, seconds=4), fleet)
 
