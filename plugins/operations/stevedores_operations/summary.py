@@ -92,9 +92,16 @@ def data_fingerprint(engine: Engine) -> str:
                                       connection_invalidated=dropped) from exc  # the core retries a read then
         finally:
             cursor.close()
-        if manual and raw.is_valid:
-            driver.autocommit = False
     finally:
+        # Whatever happened (a statement timeout, a lock timeout), the connection goes back
+        # to the pool in its transactional mode: left in autocommit, every later
+        # ``engine.begin()`` on it would run without a transaction (and its
+        # ``pg_advisory_xact_lock`` would be released at once).
+        if manual and raw.is_valid:
+            try:
+                driver.autocommit = False
+            except dialect.loaded_dbapi.Error as exc:
+                raw.invalidate(exc)
         raw.close()
     return "-".join(str(int(v)) for v in row)
 
