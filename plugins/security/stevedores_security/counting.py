@@ -127,13 +127,20 @@ class ResilientCounter:
         return self._hit_one(item, identifiers, cost)
 
     def _hit_one(self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int = 1) -> bool:
+        """A view's own limit (logins, tally posts) or a service hit. Counted in Redis and, always,
+        in the instance's store too: a Redis that restarted empty (or failed over to a replica
+        that had not received the counts) would otherwise give every client a fresh window, and
+        a client that alternates with outages would get the limit once per outage. The
+        instance never counts more than the fleet, so with Redis intact this refuses nothing
+        more; it costs one store update (~20 µs) on these few routes, not on every page."""
         key = item.key_for(*identifiers)
 
         def in_redis(client: Any) -> bool:
             count, ttl_ms = self._incr_script(client)(keys=[REDIS_PREFIX + key],
                                                       args=[cost, item.get_expiry(), item.amount], client=client)
             _remember_window(key, int(count), time.time() + int(ttl_ms) / 1000)
-            return int(count) <= item.amount
+            here = self._incr_fallback(key, item.get_expiry(), cost)
+            return int(count) <= item.amount and here <= item.amount
 
         def in_memory() -> bool:
             return self._incr_fallback(key, item.get_expiry(), cost) <= self.share(item)
@@ -184,8 +191,9 @@ class ResilientCounter:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
         key = item.key_for(*identifiers)
 
-        def in_redis(client: Any) -> bool:
-            return int(client.get(REDIS_PREFIX + key) or 0) < item.amount - cost + 1
+        def in_redis(client: Any) -> bool:  # the instance's own count too (see _hit_one)
+            counted = max(int(client.get(REDIS_PREFIX + key) or 0), self._get_fallback(key)[0])
+            return counted < item.amount - cost + 1
 
         return self._redis_or_memory(in_redis, lambda: self._get_fallback(key)[0] < self.share(item) - cost + 1)
 
