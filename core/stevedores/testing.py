@@ -19,6 +19,7 @@ build a source distribution with pip instead (setuptools must then be installed)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -414,6 +415,23 @@ class GunicornServer:
     def log(self) -> str:
         """Everything gunicorn and the app printed so far."""
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def booted_workers(self) -> list[int]:
+        """Pids of the workers gunicorn's log says it booted, oldest first (replaced ones included)."""
+        return [int(pid) for pid in re.findall(r"Booting worker with pid: (\d+)", self.log())]
+
+    def wait_for_workers(self, count: int, timeout: float = 20.0) -> list[int]:
+        """Wait until the log shows ``count`` worker boots; their pids (see :meth:`booted_workers`).
+
+        ``/`` answering means one worker is up, not all of them: a test that needs every
+        worker waits here. Raises AssertionError, with the log, after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout
+        while len(self.booted_workers()) < count and time.monotonic() < deadline:
+            time.sleep(0.1)
+        booted = self.booted_workers()
+        assert len(booted) >= count, f"{len(booted)} of {count} workers booted\n{self.log()}"
+        return booted
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 35.0) -> int | None:
         """Send ``sig`` to the master and wait; SIGKILL the group if it does not exit."""

@@ -35,7 +35,10 @@ def _prepare(make_stevedores_app: Callable, database_url: str) -> tuple[int, str
 
 
 def _connection_per_worker(master_pid: int, port: int) -> dict[int, http.client.HTTPConnection]:
-    """Keep-alive connections until every worker owns one: {worker pid: connection}."""
+    """Keep-alive connections until every worker owns one: {worker pid: connection}.
+
+    The workers are the master's children once gunicorn's log shows them all booted.
+    """
     workers = {p.pid: p for p in psutil.Process(master_pid).children()}
     owned: dict[int, http.client.HTTPConnection] = {}
     spare = []
@@ -98,6 +101,7 @@ def test_a_write_shows_on_every_workers_next_request_with_and_without_redis(
         "RATE_LIMITS": "none", "GUNICORN_MAX_REQUESTS": "0", "OPERATIONS_SUMMARY_CACHE_SECONDS": "60",
         "REDIS_READ_TIMEOUT_MS": "200", "REDIS_CONNECT_TIMEOUT_MS": "200"}, ready_path="/health/live")
     assert server.proc is not None
+    server.wait_for_workers(WORKERS, timeout=30)  # /health/live answers as soon as the first worker is up
     conns = _connection_per_worker(server.proc.pid, server.port)
     before = _seen_by_every_worker(conns, call_id)  # every worker has cached the summary and the pages
     assert len({units for units, _p, _v in before.values()}) == 1
