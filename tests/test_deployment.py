@@ -64,6 +64,6 @@ def test_render_blueprint_uses_the_guide_command_and_variables() -> None:
     text = (REPO / "render.yaml").read_text()
     assert "startCommand: gunicorn -c gunicorn.conf.py wsgi:application" in text
     assert "buildCommand: pip install -r requirements.txt" in text
-    assert "healthCheckPath: /health/live" in text
+    assert "healthCheckPath: /health/ready" in text  # traffic follows readiness (ARCHITECTURE.md, "Proxies")
     for variable in ("FLASK_ENV", "FLASK_CONFIG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL", "MEMORY_LIMIT_MB"):
         assert f"key: {variable}" in text
