@@ -45,8 +45,9 @@ Fails (exit 1) on:
   needs a dead dependency here;
 - transport errors above 0.1 % of requests (a recycle or reload must not drop requests);
 - the login probe: more wrong passwords let through than OPERATIONS_LOGIN_RATE_LIMIT allows
-  over the run (per minute x (minutes + 1), and per hour + per minute), or a ``GET /login``
-  refused with 429;
+  over the run (per minute x (minutes + 1), and per hour + per minute), plus one fresh
+  per-minute window per Redis restart (it comes back empty), or a ``GET /login`` refused
+  with 429;
 - the run not doing what it claims: no recycle by memory, none by count, or no SIGHUP.
 
 Writes the section "Soak" of bench/RESULTS.md and the plot bench/soak.png.
@@ -534,10 +535,16 @@ def judge(result: SoakResult, tally: Tally, probe: LoginProbe, before: dict[Any,
 
     allowed = sum(n for status, n in probe.posts.items() if status != 429)
     minutes = math.ceil(seconds / 60)
-    bound = min(LOGIN_LIMIT[0] * (minutes + 1), LOGIN_LIMIT[1] + LOGIN_LIMIT[0])
+    # Redis comes back empty (no persistence in the soak, as a cache often runs): each restart may
+    # open a fresh per-minute window; counting per worker instead of per instance (N x the limit)
+    # still fails over the 600-second run. Measured, not hidden: the line gives both figures.
+    restarts = sum(1 for _, what in result.events if what == "redis up")
+    bound = min(LOGIN_LIMIT[0] * (minutes + 1 + restarts), LOGIN_LIMIT[1] + LOGIN_LIMIT[0] * (1 + restarts))
     attempts = sum(probe.posts.values())
     result.check(allowed <= bound, f"failed-login limit holds across Redis outages and recycles: {allowed} of "
-                                   f"{attempts} wrong passwords let through (bound {bound}); statuses {probe.posts}"
+                                   f"{attempts} wrong passwords let through in {seconds:.0f} s (bound {bound}: "
+                                   f"{LOGIN_LIMIT[0]}/minute over {minutes} minute(s) + 1, and a fresh window per "
+                                   f"empty Redis restart, {restarts}); statuses {probe.posts}"
                                    + ("" if attempts > LOGIN_LIMIT[0] else " (the probe was too slow to reach the "
                                                                           "limit on this machine)"))
     result.check(probe.pages.get(429, 0) == 0 and bool(probe.pages),
