@@ -9,7 +9,7 @@ Fixtures:
 - ``stevedores_gunicorn_server``: run the dashboard under real gunicorn on a free port.
 - ``stevedores_postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
-Helpers: :func:`free_port`, :func:`require_service` (skip on a laptop, fail in CI),
+Helpers: :func:`free_port`, :class:`FakeClock`, :func:`require_service` (skip on a laptop, fail in CI),
 :func:`wait_for_http`, :func:`temporary_postgres_database`, and
 :func:`install_plugin_distribution` (a throwaway plugin with a real entry point, needing
 neither pip nor setuptools); :func:`write_plugin_distribution` and :func:`pip_install_target`
@@ -41,6 +41,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+class FakeClock:
+    """A clock a test moves by hand: ``clock()`` is ``clock.now`` (seconds, any origin).
+
+    Pass it where code takes ``clock=time.monotonic``; set ``now`` or call :meth:`advance`.
+    """
+
+    def __init__(self, now: float = 1000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock ``seconds`` forward."""
+        self.now += seconds
 
 
 def require_service(name: str, available: bool, how: str = "") -> None:

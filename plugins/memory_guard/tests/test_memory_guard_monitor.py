@@ -15,6 +15,8 @@ from stevedores_memory_guard.processes import ProcessMemory
 from stevedores_memory_guard.resources import MB
 from stevedores_memory_guard.sampling import MemorySample
 
+from stevedores.testing import FakeClock
+
 LIMIT = 512 * MB
 
 
@@ -44,20 +46,12 @@ class Recorder:
         self.counts.append((name, labels))
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def workers(*uss_mb: tuple[int, int]) -> list[ProcessMemory]:
     return [ProcessMemory(pid, uss * MB, uss * MB, uss * MB, "worker") for pid, uss in uss_mb]
 
 
 def monitor(tmp_path: Path, samples: Samples, pid: int, siblings: list[ProcessMemory], recorder: Recorder,
-            clock: Clock, recycle: bool = True, **thresholds: float) -> MemoryMonitor:
+            clock: FakeClock, recycle: bool = True, **thresholds: float) -> MemoryMonitor:
     coordinator = Coordinator(tmp_path / "state.json", clock=clock)
     return MemoryMonitor(samples, lambda: siblings, coordinator, recorder, Thresholds(**thresholds),
                          recorder.recycled.append if recycle else None, collect=lambda: 7, pid=pid, clock=clock)
@@ -65,7 +59,7 @@ def monitor(tmp_path: Path, samples: Samples, pid: int, siblings: list[ProcessMe
 
 def test_below_warning_is_quiet_and_reports_figures(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
-    mon = monitor(tmp_path, Samples(200), 11, workers((11, 50)), recorder, Clock())
+    mon = monitor(tmp_path, Samples(200), 11, workers((11, 50)), recorder, FakeClock())
     with caplog.at_level(logging.INFO, "stevedores.memory_guard"):
         assert mon.check_once() == "ok"
     assert caplog.records == []
@@ -74,7 +68,7 @@ def test_below_warning_is_quiet_and_reports_figures(tmp_path: Path, caplog: pyte
 
 def test_warning_uses_the_guide_line_once_per_repeat_across_workers(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    clock, recorder = Clock(), Recorder()
+    clock, recorder = FakeClock(), Recorder()
     first = monitor(tmp_path, Samples(390), 11, [], recorder, clock)
     second = monitor(tmp_path, Samples(390), 12, [], recorder, clock)
     with caplog.at_level(logging.INFO, "stevedores.memory_guard"):
@@ -88,7 +82,7 @@ def test_warning_uses_the_guide_line_once_per_repeat_across_workers(
 
 def test_critical_runs_gc_and_stops_when_that_is_enough(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
-    mon = monitor(tmp_path, Samples(450, 400), 11, workers((11, 300)), recorder, Clock())
+    mon = monitor(tmp_path, Samples(450, 400), 11, workers((11, 300)), recorder, FakeClock())
     with caplog.at_level(logging.INFO, "stevedores.memory_guard"):
         assert mon.check_once() == "warning"
     assert recorder.recycled == []
@@ -97,7 +91,7 @@ def test_critical_runs_gc_and_stops_when_that_is_enough(tmp_path: Path, caplog: 
 
 def test_only_the_largest_worker_recycles_and_only_one_per_cooldown(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    clock, recorder = Clock(), Recorder()
+    clock, recorder = FakeClock(), Recorder()
     siblings = workers((11, 60), (12, 250), (13, 240))
     small = monitor(tmp_path, Samples(460), 11, siblings, recorder, clock, cooldown=30)
     largest = monitor(tmp_path, Samples(460), 12, siblings, recorder, clock, cooldown=30)
@@ -132,7 +126,7 @@ def test_a_worker_already_stopping_neither_warns_nor_recycles(tmp_path: Path) ->
 
 def test_without_gunicorn_it_never_recycles(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     recorder = Recorder()
-    mon = monitor(tmp_path, Samples(500), 11, workers((11, 400)), recorder, Clock(), recycle=False)
+    mon = monitor(tmp_path, Samples(500), 11, workers((11, 400)), recorder, FakeClock(), recycle=False)
     with caplog.at_level(logging.WARNING, "stevedores.memory_guard"):
         assert mon.check_once() == "critical" and mon.check_once() == "critical"
     said = [r for r in caplog.records if "not a gunicorn worker" in r.getMessage()]
@@ -141,7 +135,7 @@ def test_without_gunicorn_it_never_recycles(tmp_path: Path, caplog: pytest.LogCa
 
 def test_the_thread_samples_until_stopped(tmp_path: Path) -> None:
     recorder = Recorder()
-    mon = monitor(tmp_path, Samples(100), 11, [], recorder, Clock(), interval=0.05)
+    mon = monitor(tmp_path, Samples(100), 11, [], recorder, FakeClock(), interval=0.05)
     mon.start()
     deadline = time.monotonic() + 5
     while "memory_used_bytes" not in recorder.gauges and time.monotonic() < deadline:

@@ -8,18 +8,7 @@ import time
 import pytest
 from stevedores_redis_resilience.breaker import CLOSED, HALF_OPEN, OPEN, CircuitBreaker, Transition
 
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from stevedores.testing import FakeClock
 
 
 def make(threshold: int = 3, recovery: float = 10.0, probes: int = 1) -> tuple[CircuitBreaker, FakeClock, list]:

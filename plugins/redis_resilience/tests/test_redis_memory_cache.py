@@ -5,13 +5,7 @@ from __future__ import annotations
 import pytest
 from stevedores_redis_resilience.memory_cache import ENTRY_OVERHEAD, MemoryCache
 
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from stevedores.testing import FakeClock
 
 
 def test_set_get_delete_and_values_stored_as_redis_would() -> None:
@@ -30,7 +24,7 @@ def test_set_get_delete_and_values_stored_as_redis_would() -> None:
 
 
 def test_expired_entries_are_removed_and_their_bytes_released() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     cache = MemoryCache(clock=clock)
     for i in range(100):
         cache.set(f"k{i}", "v" * 100, ttl=10)
@@ -77,7 +71,7 @@ def test_replacing_a_value_recounts_its_bytes() -> None:
 
 
 def test_incr_starts_at_zero_and_sets_the_ttl_only_on_a_new_counter() -> None:
-    clock = FakeClock()
+    clock = FakeClock(50.0)
     cache = MemoryCache(clock=clock)
     assert cache.incr("hits", ttl=60) == 1
     clock.now += 30

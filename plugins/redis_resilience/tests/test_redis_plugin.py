@@ -18,21 +18,33 @@ from stevedores.testing import free_port
 PLUGIN = ["redis_resilience"]
 
 
-@pytest.mark.parametrize("bad", [
-    "localhost:6379",
-    "http://127.0.0.1:6379/0",
-    "redis://",
-    "redis://127.0.0.1:notaport/0",
-    "redis://127.0.0.1:6379/cache",
-    "redis://127.0.0.1:6379/0?bogus_option=1",
-    "redis://127.0.0.1:6379/0?socket_timeout=soon",
-    "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe",
+@pytest.mark.parametrize(("bad", "expected"), [
+    *[(url, "redis://") for url in (
+        "localhost:6379",
+        "http://127.0.0.1:6379/0",
+        "redis://",
+        "redis://127.0.0.1:notaport/0",
+        "redis://127.0.0.1:6379/cache",
+        "redis://127.0.0.1:6379/0?bogus_option=1",
+        "redis://127.0.0.1:6379/0?socket_timeout=soon",
+        "rediss://127.0.0.1:6379/0?ssl_cert_reqs=maybe")],
+    *[(url, "redis+sentinel://") for url in (
+        "redis+sentinel://s3cr3t-pw@127.0.0.1:26379",          # no service name
+        "redis+sentinel://:s3cr3t-pw@127.0.0.1/mymaster",      # no port
+        "redis+sentinel://:s3cr3t-pw@h1:26379,h2:port/mymaster",
+        "redis+sentinel://:s3cr3t-pw@h1:70000/mymaster",
+        "redis+sentinel://:s3cr3t-pw@h1:26379/mymaster/zero",
+        "redis+sentinel://:s3cr3t-pw@h1:26379/mymaster/0/extra",
+        "redis+sentinel://:s3cr3t-pw@h1:26379/mymaster?ssl=true",
+        "redis+sentinel://:s3cr3t-pw@:26379/mymaster")],
 ])
-def test_a_malformed_redis_url_stops_start_up_naming_redis_url(make_stevedores_app: Callable, bad: str) -> None:
+def test_a_malformed_redis_url_stops_start_up_naming_redis_url(make_stevedores_app: Callable, bad: str,
+                                                               expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         make_stevedores_app(plugins=PLUGIN, env={"REDIS_URL": bad})
     assert [p.name for p in caught.value.problems] == ["REDIS_URL"]
-    assert "redis://" in str(caught.value)  # says what was expected
+    assert expected in str(caught.value)  # says what was expected
+    assert "s3cr3t-pw" not in str(caught.value)
 
 
 def test_the_password_of_a_bad_url_is_never_shown(make_stevedores_app: Callable) -> None:

@@ -4,19 +4,11 @@ from __future__ import annotations
 
 from stevedores_security.memory_windows import MemoryWindows
 
-
-class Clock:
-    """A clock the test moves."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from stevedores.testing import FakeClock
 
 
 def test_counts_within_a_window_and_starts_again_after_it() -> None:
-    clock = Clock()
+    clock = FakeClock()
     windows = MemoryWindows(clock=clock)
     assert windows.incr("k", 60) == (1, 1060.0)
     assert windows.incr("k", 60, 2) == (3, 1060.0)
@@ -30,7 +22,7 @@ def test_counts_within_a_window_and_starts_again_after_it() -> None:
 
 
 def test_keys_are_bounded_expired_first_then_oldest() -> None:
-    clock = Clock()
+    clock = FakeClock()
     windows = MemoryWindows(max_keys=4, clock=clock)
     windows.incr("old-1", 1), windows.incr("old-2", 1)
     windows.incr("a", 60), windows.incr("b", 61)
