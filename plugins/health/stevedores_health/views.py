@@ -13,9 +13,10 @@ from __future__ import annotations
 import os
 import time
 
-from flask import Blueprint, Response, current_app, render_template
+from flask import Blueprint, Response, current_app, render_template, request
 
 from stevedores import infrastructure, is_draining, is_operator, operator_only
+from stevedores.proxies import parse_address
 
 from .report import FAILED, dumps
 from .state import get_state
@@ -36,9 +37,14 @@ def _json(body: str | bytes, status: int, **headers: str) -> Response:
 
 
 def _documented_only() -> bool:
-    """Anonymous callers see only the figures checks declared public, except in the development
-    profile, which serves on 127.0.0.1 only (``make run``): there the newcomer sees everything."""
-    return current_app.extensions["stevedores"].config.profile != "development"
+    """Anonymous callers see only the figures checks declared public, except a loopback caller
+    in the development profile (``make run`` serves on 127.0.0.1): there the newcomer sees
+    everything. Keyed on the caller too, because ``serve --dev --host 0.0.0.0`` would otherwise
+    show PIDs, load and pool internals to the network."""
+    if current_app.extensions["stevedores"].config.profile != "development":
+        return True
+    address = parse_address(request.remote_addr)
+    return address is None or not address.is_loopback
 
 
 def create_blueprint() -> Blueprint:

@@ -339,3 +339,12 @@ def test_a_flood_of_health_requests_runs_the_checks_once_per_cache_period(
     for _ in range(6):
         assert client.get("/health").status_code == 200 and client.get("/health/ready").status_code == 200
     assert len(calls) == runs  # /health once and /health/ready once per period, or every request
+
+
+def test_development_shows_everything_to_loopback_only(make_stevedores_app: Callable) -> None:
+    client = make_stevedores_app(env={"FLASK_ENV": "development", "WEB_WORKERS": "1"}).test_client()
+    local = client.get("/health", environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_data(as_text=True)
+    assert '"workers"' in local.replace(" ", "")  # make run: the newcomer on the same machine sees every figure
+    for path in ("/health", "/health/live"):  # serve --dev --host 0.0.0.0: the network sees the guide's fields only
+        text = client.get(path, environ_base={"REMOTE_ADDR": "192.0.2.7"}).get_data(as_text=True).replace(" ", "")
+        assert not [leak for leak in INTERNALS if leak in text], (path, text)
