@@ -53,13 +53,15 @@ def served(tmp_path: Path) -> Iterator[tuple[dict[str, str], int]]:
     for command in setup:
         subprocess.run(shlex.split(command), env=env, cwd=tmp_path, check=True, stdin=subprocess.DEVNULL,
                        capture_output=True, timeout=120)
+    log = (tmp_path / "serve.log").open("wb")  # a file, not a pipe nobody reads (a full pipe blocks the server)
     proc = subprocess.Popen(shlex.split(serve), env=env, cwd=tmp_path, stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         wait_for_http(f"http://127.0.0.1:{port}/health/live", 30, proc)
         yield env, port
     finally:
         stop_process(proc, timeout=30)
+        log.close()
 
 
 @pytest.mark.timeout(120)

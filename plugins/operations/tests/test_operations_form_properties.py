@@ -145,10 +145,9 @@ VALID_VESSEL = {"vessel_name": "Aurora Leader", "shipping_line": "Eastwind RoRo"
 @SETTINGS
 def test_vessel_forms_never_fail(site: Any, fields: dict[str, str], path: str) -> None:
     app, client, token, _call_id = site
-    if not any(rule.rule == "/vessels" for rule in app.url_map.iter_rules()):
-        pytest.skip("the manager's vessel forms are not in this tree")
+    assert any(rule.rule == "/vessels" for rule in app.url_map.iter_rules())  # the forms under test exist
     response = post_form(client, path, fields, token)
-    assert response.status_code < 500 and response.status_code in (303, 404, 409, 422), response.status_code
+    assert response.status_code in (303, 404, 409, 422), response.status_code
 
 
 @given(st.binary(max_size=300), st.sampled_from(["/login", "/vessels/1/tallies", "/vessels", "/vessels/1/status",
