@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 from typing import Any, Callable, Iterator
 
 import pytest
@@ -105,10 +106,25 @@ def make_active_call(client: Any, manager: str, **overrides: Any) -> int:
     return call_id
 
 
-@pytest.fixture
+def csrf_of(page: bytes) -> str:
+    """The CSRF token in a page's forms (the hidden ``csrf_token`` field)."""
+    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
+    assert match, "no CSRF token in the page"
+    return match.group(1).decode()
+
+
+def login(client: Any, username: str, password: str) -> Any:
+    """Log ``client`` in through the login form (its CSRF token included); the answer (303 when it worked)."""
+    token = csrf_of(client.get("/login").data)
+    return client.post("/login", data={"username": username, "password": password, "csrf_token": token,
+                                       "next": "/"})
+
+
+@pytest.fixture(scope="session")
 def ops() -> Any:
     """The helpers above, for test modules (importlib mode cannot import conftest)."""
     import types
 
     return types.SimpleNamespace(auth=auth, vessel_payload=vessel_payload, make_active_call=make_active_call,
-                                 add_user=add_user, PASSWORD=PASSWORD, empty_tables=empty_tables)
+                                 add_user=add_user, PASSWORD=PASSWORD, empty_tables=empty_tables,
+                                 csrf_of=csrf_of, login=login)

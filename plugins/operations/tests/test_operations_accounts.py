@@ -13,17 +13,6 @@ from stevedores import get_service
 pytestmark = pytest.mark.timeout(120)
 
 
-def csrf_of(page: bytes) -> str:
-    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1).decode()
-
-
-def log_in(client: Any, username: str, password: str) -> Any:
-    return client.post("/login", data={"username": username, "password": password,
-                                       "csrf_token": csrf_of(client.get("/login").data)})
-
-
 def copy_cookie(source: Any, target: Any) -> None:
     """What a thief does with a copied cookie: replay it from another client."""
     cookie = source.get_cookie("session")
@@ -41,17 +30,17 @@ def logged_in_as(client: Any) -> bytes | None:
 
 def test_a_copied_cookie_stops_working_after_logout(ops_app: Any, tokens: dict, ops: Any) -> None:
     browser, thief = ops_app.test_client(), ops_app.test_client()
-    assert log_in(browser, "clara", ops.PASSWORD).status_code == 303
+    assert ops.login(browser, "clara", ops.PASSWORD).status_code == 303
     copy_cookie(browser, thief)
     assert logged_in_as(thief) == b"clara"  # the copy works while the session lives
-    assert browser.post("/logout", data={"csrf_token": csrf_of(browser.get("/").data)}).status_code == 303
+    assert browser.post("/logout", data={"csrf_token": ops.csrf_of(browser.get("/").data)}).status_code == 303
     assert logged_in_as(thief) is None
     call_id = ops.make_active_call(ops_app.test_client(), tokens["manager"])
-    stolen_csrf = csrf_of(thief.get("/login").data)  # the copied cookie still holds the old CSRF token
+    stolen_csrf = ops.csrf_of(thief.get("/login").data)  # the copied cookie still holds the old CSRF token
     posted = thief.post(f"/vessels/{call_id}/tallies", data={"csrf_token": stolen_csrf, "direction": "discharged",
                                                              "category": "auto", "units": "1", "zone": "A"})
     assert posted.status_code == 302 and "/login" in posted.headers["Location"]  # not a tally
-    assert log_in(browser, "clara", ops.PASSWORD).status_code == 303 and logged_in_as(browser) == b"clara"
+    assert ops.login(browser, "clara", ops.PASSWORD).status_code == 303 and logged_in_as(browser) == b"clara"
     assert logged_in_as(thief) is None  # a new login is a new epoch, not the old cookie's
 
 
@@ -60,12 +49,12 @@ def test_deactivation_and_a_new_password_end_sessions(ops_app: Any, tokens: dict
 
     engine = ops_app.extensions["stevedores"].engine
     clara, manu = ops_app.test_client(), ops_app.test_client()
-    log_in(clara, "clara", ops.PASSWORD)
-    log_in(manu, "manu", ops.PASSWORD)
+    ops.login(clara, "clara", ops.PASSWORD)
+    ops.login(manu, "manu", ops.PASSWORD)
     change_password(engine, "clara", "a brand new quayside phrase")
     assert logged_in_as(clara) is None and logged_in_as(manu) == b"manu"  # only clara's sessions end
-    assert log_in(clara, "clara", ops.PASSWORD).status_code == 401
-    assert log_in(clara, "clara", "a brand new quayside phrase").status_code == 303
+    assert ops.login(clara, "clara", ops.PASSWORD).status_code == 401
+    assert ops.login(clara, "clara", "a brand new quayside phrase").status_code == 303
     deactivate_user(engine, "manu")
     assert logged_in_as(manu) is None
 
@@ -134,7 +123,7 @@ def test_failed_logins_are_limited_per_account_from_any_address(limited: Any, op
     def attempt(address: str, username: str, password: str) -> int:
         client = limited.test_client()
         environ = {"REMOTE_ADDR": address}
-        token = csrf_of(client.get("/login", environ_base=environ).data)
+        token = ops.csrf_of(client.get("/login", environ_base=environ).data)
         return client.post("/login", environ_base=environ, data={"username": username, "password": password,
                                                                  "csrf_token": token}).status_code
 
@@ -146,7 +135,7 @@ def test_failed_logins_are_limited_per_account_from_any_address(limited: Any, op
 
 def test_a_wrong_password_never_makes_get_login_429(limited: Any, ops: Any) -> None:
     client = limited.test_client()
-    token = csrf_of(client.get("/login").data)
+    token = ops.csrf_of(client.get("/login").data)
     statuses = [client.post("/login", data={"username": f"user{i}", "password": "wrong", "csrf_token": token}
                             ).status_code for i in range(5)]
     assert statuses == [401, 401, 401, 429, 429]  # per address: 3 per minute

@@ -3,7 +3,6 @@ CR/LF in ``next``, and rows already stored out of range (the pages must still re
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -11,12 +10,6 @@ import pytest
 from sqlalchemy import insert, update
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def csrf_of(page: bytes) -> str:
-    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1).decode()
 
 
 def fields_of(response: Any) -> list[str]:
@@ -99,22 +92,22 @@ def test_tally_fields_with_hostile_values_are_422(ops_app: Any, tokens: dict[str
 
 def test_the_tally_form_with_a_nul_byte_is_422(ops_app: Any, tokens: dict[str, str], active: int, ops: Any) -> None:
     client = ops_app.test_client()
-    token = csrf_of(client.get("/login").data)
+    token = ops.csrf_of(client.get("/login").data)
     assert client.post("/login", data={"username": "clara", "password": ops.PASSWORD, "csrf_token": token}
                        ).status_code == 303
     page = client.get(f"/vessels/{active}").data
     refused = client.post(f"/vessels/{active}/tallies", data={
-        "csrf_token": csrf_of(page), "direction": "discharged", "category": "auto", "units": "3", "zone": "A\x00"})
+        "csrf_token": ops.csrf_of(page), "direction": "discharged", "category": "auto", "units": "3", "zone": "A\x00"})
     assert refused.status_code == 422 and b"<strong>zone</strong>: must not contain control characters" in refused.data
 
 
 @pytest.mark.parametrize("username", ["clara%00", "%00", "cl%00ara'%20OR%201=1", "c" * 5000, "%ED%A0%80",
                                       "%FF%FE", "cl%0D%0Aara"])
 @pytest.mark.parametrize("password", ["whatever", "correct%20horse%20battery", "%ED%A0%80%00"])
-def test_login_with_a_hostile_username_is_a_clean_refusal(ops_app: Any, tokens: dict[str, str],
+def test_login_with_a_hostile_username_is_a_clean_refusal(ops_app: Any, tokens: dict[str, str], ops: Any,
                                                           username: str, password: str) -> None:
     client = ops_app.test_client()
-    token = csrf_of(client.get("/login").data)
+    token = ops.csrf_of(client.get("/login").data)
     body = f"username={username}&password={password}&csrf_token={token}"  # raw: the bytes a browser could send
     refused = client.post("/login", data=body.encode(), content_type="application/x-www-form-urlencoded")
     assert refused.status_code == 401 and b"Unknown username or wrong password." in refused.data
@@ -126,7 +119,7 @@ def test_cr_lf_in_next_is_no_error(ops_app: Any, tokens: dict[str, str], ops: An
     page = client.get("/login", query_string={"next": target})
     assert page.status_code == 200
     answer = client.post("/login", data={"username": "clara", "password": ops.PASSWORD,
-                                         "csrf_token": csrf_of(page.data), "next": target})
+                                         "csrf_token": ops.csrf_of(page.data), "next": target})
     assert answer.status_code == 303 and answer.headers["Location"] == "/"
 
 

@@ -10,19 +10,6 @@ from typing import Any
 import pytest
 from stevedores_operations.manager_pages import csv_cell, form_to_payload
 
-
-def csrf_of(page: bytes) -> str:
-    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1).decode()
-
-
-def login(client: Any, username: str, password: str) -> None:
-    token = csrf_of(client.get("/login").data)
-    answer = client.post("/login", data={"username": username, "password": password, "csrf_token": token})
-    assert answer.status_code == 303
-
-
 FORM = {"vessel_name": "Höegh Target", "shipping_line": "Höegh Autoliners", "vessel_type": "auto_heavy",
         "operation_type": "discharge", "berth": "B4", "planned_start": "2026-06-01T06:00",
         "planned_end": "2026-06-02T18:30", "planned_discharge_auto": "1200", "planned_discharge_heavy": "40",
@@ -34,8 +21,8 @@ def site(make_stevedores_app: Any, tmp_path: Any, ops: Any) -> Any:
     app = make_stevedores_app(plugins=["operations"], env={"DATABASE_URL": f"sqlite:///{tmp_path / 'm.sqlite3'}"})
     tokens = {"clerk": ops.add_user(app, "clara", "clerk"), "manager": ops.add_user(app, "manu", "manager")}
     clients = {"anonymous": app.test_client(), "clerk": app.test_client(), "manager": app.test_client()}
-    login(clients["clerk"], "clara", ops.PASSWORD)
-    login(clients["manager"], "manu", ops.PASSWORD)
+    for role, username in (("clerk", "clara"), ("manager", "manu")):
+        assert ops.login(clients[role], username, ops.PASSWORD).status_code == 303
     return app, tokens, clients
 
 
@@ -46,7 +33,7 @@ def test_the_form_is_turned_into_the_apis_payload() -> None:
     assert form_to_payload({"berth": "B2"}, partial=True) == {"berth": "B2"}
 
 
-def test_a_manager_creates_and_edits_a_vessel_call_through_the_forms(site: Any) -> None:
+def test_a_manager_creates_and_edits_a_vessel_call_through_the_forms(site: Any, ops: Any) -> None:
     app, _tokens, clients = site
     manager = clients["manager"]
     page = manager.get("/vessels/new")
@@ -54,7 +41,7 @@ def test_a_manager_creates_and_edits_a_vessel_call_through_the_forms(site: Any) 
     for name in ("vessel_name", "shipping_line", "vessel_type", "operation_type", "berth", "planned_start",
                  "planned_end", "planned_discharge_auto", "planned_discharge_heavy", "planned_load_auto"):
         assert f'name="{name}"'.encode() in page.data, name
-    created = manager.post("/vessels", data={**FORM, "csrf_token": csrf_of(page.data)})
+    created = manager.post("/vessels", data={**FORM, "csrf_token": ops.csrf_of(page.data)})
     assert created.status_code == 303
     call_id = int(created.headers["Location"].rsplit("/", 1)[1])
     call = manager.get(f"/api/vessel-calls/{call_id}").json
@@ -64,16 +51,16 @@ def test_a_manager_creates_and_edits_a_vessel_call_through_the_forms(site: Any) 
     assert b"Created H\xc3\xb6egh Target" in vessel_page and b"Edit vessel call" in vessel_page
     assert b'value="2026-06-02T18:30"' in vessel_page  # the edit form shows the call's values
     edited = manager.post(f"/vessels/{call_id}", data={**FORM, "berth": "B7", "planned_discharge_auto": "1300",
-                                                       "csrf_token": csrf_of(vessel_page)})
+                                                       "csrf_token": ops.csrf_of(vessel_page)})
     assert edited.status_code == 303
     call = manager.get(f"/api/vessel-calls/{call_id}").json
     assert call["berth"] == "B7" and call["planned"]["discharge"]["auto"] == 1300
 
 
-def test_errors_name_the_field_and_keep_the_values(site: Any) -> None:
+def test_errors_name_the_field_and_keep_the_values(site: Any, ops: Any) -> None:
     _app, _tokens, clients = site
     manager = clients["manager"]
-    token = csrf_of(manager.get("/vessels/new").data)
+    token = ops.csrf_of(manager.get("/vessels/new").data)
     bad = {**FORM, "vessel_name": "Kept Name", "planned_discharge_heavy": "-3", "planned_load_auto": "20",
            "planned_end": "2026-05-01T00:00", "csrf_token": token}
     refused = manager.post("/vessels", data=bad)
@@ -96,14 +83,14 @@ def test_roles_and_csrf_on_the_manager_pages(site: Any, ops: Any) -> None:
     to_login = anonymous.get("/vessels/new")
     assert to_login.status_code == 302 and "/login?next=/vessels/new" in to_login.headers["Location"]
     assert clerk.get("/vessels/new").status_code == 403
-    token = csrf_of(clerk.get("/").data)
+    token = ops.csrf_of(clerk.get("/").data)
     refused = clerk.post("/vessels", data={**FORM, "csrf_token": token})
     assert refused.status_code == 403 and b"A clerk may not create or change vessel calls." in refused.data
     assert clerk.post(f"/vessels/{call_id}", data={"berth": "X", "csrf_token": token}).status_code == 403
     assert b"Edit vessel call" not in clerk.get(f"/vessels/{call_id}").data
     assert manager.post("/vessels", data=FORM).status_code == 400  # no CSRF token
     assert manager.post(f"/vessels/{call_id}", data={"berth": "X", "csrf_token": "forged"}).status_code == 400
-    assert manager.post("/vessels/999", data={"berth": "X", "csrf_token": csrf_of(manager.get("/").data)}
+    assert manager.post("/vessels/999", data={"berth": "X", "csrf_token": ops.csrf_of(manager.get("/").data)}
                         ).status_code == 404
     assert len(manager.get("/api/vessel-calls").json["vessel_calls"]) == 1
 

@@ -11,18 +11,6 @@ from flask import Response
 from stevedores import get_service, hookimpl
 
 
-def csrf_of(page: bytes) -> str:
-    match = re.search(rb'name="csrf_token" value="([^"]+)"', page)
-    assert match, "no CSRF token in the page"
-    return match.group(1).decode()
-
-
-def login(client: Any, username: str, password: str) -> Any:
-    token = csrf_of(client.get("/login").data)
-    return client.post("/login", data={"username": username, "password": password, "csrf_token": token,
-                                       "next": "/"})
-
-
 class FakeLimits:
     """A stand-in for the security plugin's rate_limits service: counts what deduct_when keeps."""
 
@@ -100,14 +88,14 @@ def test_login_then_post_a_tally_through_the_form(site: Any, ops: Any) -> None:
     app, _services, call_id = site
     client = app.test_client()
     assert b"Log in" in client.get("/").data and b"Log in" in app.test_client().get("/").data  # anonymous memo
-    logged_in = login(client, "clara", ops.PASSWORD)
+    logged_in = ops.login(client, "clara", ops.PASSWORD)
     assert logged_in.status_code == 303 and logged_in.headers["Location"] == "/"
     assert b"Log out clara (clerk)" in client.get("/").data  # never the page rendered for anonymous visitors
     page = client.get(f"/vessels/{call_id}")
     assert b"Record tally" in page.data and b"Mark operations complete" not in page.data  # a clerk
     key = re.search(rb'name="idempotency_key" value="([0-9a-f]+)"', page.data).group(1).decode()
-    form = {"csrf_token": csrf_of(page.data), "idempotency_key": key, "direction": "discharged", "category": "heavy",
-            "units": "4", "zone": "H1"}
+    form = {"csrf_token": ops.csrf_of(page.data), "idempotency_key": key, "direction": "discharged",
+            "category": "heavy", "units": "4", "zone": "H1"}
     posted = client.post(f"/vessels/{call_id}/tallies", data=form)
     assert posted.status_code == 303
     after = client.get(f"/vessels/{call_id}").data
@@ -123,7 +111,7 @@ def test_login_then_post_a_tally_through_the_form(site: Any, ops: Any) -> None:
 def test_forms_without_the_csrf_token_are_refused(site: Any, ops: Any) -> None:
     app, _services, call_id = site
     client = app.test_client()
-    login(client, "clara", ops.PASSWORD)
+    ops.login(client, "clara", ops.PASSWORD)
     form = {"direction": "discharged", "category": "auto", "units": "4", "zone": "A1"}
     assert client.post(f"/vessels/{call_id}/tallies", data=form).status_code == 400
     assert client.post(f"/vessels/{call_id}/tallies", data={**form, "csrf_token": "forged"}).status_code == 400
@@ -131,29 +119,29 @@ def test_forms_without_the_csrf_token_are_refused(site: Any, ops: Any) -> None:
     assert client.post("/login", data={"username": "clara", "password": ops.PASSWORD}).status_code == 400
     assert client.get(f"/api/vessel-calls/{call_id}").json["tallied"]["discharge"]["auto"] == 0
     other = app.test_client()  # a token from another session does not work either
-    stolen = csrf_of(other.get("/login").data)
+    stolen = ops.csrf_of(other.get("/login").data)
     assert client.post(f"/vessels/{call_id}/tallies", data={**form, "csrf_token": stolen}).status_code == 400
 
 
 def test_roles_on_the_pages(site: Any, ops: Any) -> None:
     app, _services, call_id = site
     clerk, manager, anonymous = app.test_client(), app.test_client(), app.test_client()
-    login(clerk, "clara", ops.PASSWORD)
-    login(manager, "manu", ops.PASSWORD)
+    ops.login(clerk, "clara", ops.PASSWORD)
+    ops.login(manager, "manu", ops.PASSWORD)
     page = clerk.get(f"/vessels/{call_id}").data
-    refused = clerk.post(f"/vessels/{call_id}/status", data={"csrf_token": csrf_of(page), "status":
+    refused = clerk.post(f"/vessels/{call_id}/status", data={"csrf_token": ops.csrf_of(page), "status":
                                                              "operations_complete"})
     assert refused.status_code == 403 and b"a clerk may not change a vessel call" in refused.data
     page = manager.get(f"/vessels/{call_id}").data
     assert b"Mark operations complete" in page
-    moved = manager.post(f"/vessels/{call_id}/status", data={"csrf_token": csrf_of(page),
+    moved = manager.post(f"/vessels/{call_id}/status", data={"csrf_token": ops.csrf_of(page),
                                                              "status": "operations_complete"})
     assert moved.status_code == 303
     assert manager.get(f"/api/vessel-calls/{call_id}").json["status"] == "operations_complete"
     page = anonymous.get(f"/vessels/{call_id}")
     assert b"Record tally" not in page.data
     assert anonymous.get("/vessels/999").status_code == 404
-    assert clerk.post("/logout", data={"csrf_token": csrf_of(clerk.get("/").data)}).status_code == 303
+    assert clerk.post("/logout", data={"csrf_token": ops.csrf_of(clerk.get("/").data)}).status_code == 303
     assert b"Log out" not in clerk.get("/").data
 
 
@@ -163,8 +151,8 @@ def test_failed_logins_are_rate_limited_not_successful_ones(site: Any, ops: Any)
                                      "operations-login-account": "20 per hour; 100 per day"}
     client = app.test_client()
     for _ in range(3):
-        assert login(client, "manu", ops.PASSWORD).status_code == 303  # successes are not counted
-    token = csrf_of(client.get("/login").data)
+        assert ops.login(client, "manu", ops.PASSWORD).status_code == 303  # successes are not counted
+    token = ops.csrf_of(client.get("/login").data)
 
     def attempt(username: str, password: str) -> int:
         return client.post("/login", data={"username": username, "password": password, "csrf_token": token}
@@ -188,9 +176,9 @@ def test_the_summary_follows_the_data_whoever_wrote_it(site: Any, ops: Any) -> N
                                              units=60, shift="x", zone="A", clerk="sql", idempotency_key="sql-1",
                                              tallied_at=__import__("datetime").datetime.now()))
     assert b'id="shift-units">60<' in client.get("/").data
-    login(client, "clara", ops.PASSWORD)
+    ops.login(client, "clara", ops.PASSWORD)
     page = client.get(f"/vessels/{call_id}").data
-    client.post(f"/vessels/{call_id}/tallies", data={"csrf_token": csrf_of(page), "direction": "discharged",
+    client.post(f"/vessels/{call_id}/tallies", data={"csrf_token": ops.csrf_of(page), "direction": "discharged",
                                                      "category": "auto", "units": "5", "zone": "A1"})
     assert b'id="shift-units">65<' in client.get("/").data
 
@@ -221,8 +209,9 @@ def test_failed_logins_with_the_real_rate_limits_service(make_stevedores_app: An
         pytest.skip("the security plugin does not offer rate_limits in this tree")
     ops.add_user(app, "manu", "manager")
     client = app.test_client()
-    assert [login(client, "manu", ops.PASSWORD).status_code for _ in range(3)] == [303] * 3  # successes: not counted
-    token = csrf_of(client.get("/login").data)
+    logins = [ops.login(client, "manu", ops.PASSWORD).status_code for _ in range(3)]
+    assert logins == [303] * 3  # successes: not counted
+    token = ops.csrf_of(client.get("/login").data)
 
     def attempt(password: str) -> int:
         return client.post("/login", data={"username": "manu", "password": password, "csrf_token": token}
@@ -264,7 +253,6 @@ def test_workers_with_their_own_memory_caches_agree_after_a_write(site: Any, ops
         summary_module.compute_summary = original
 
 
-
 def test_polled_pages_and_summary_answer_304_until_the_data_changes(site: Any, ops: Any) -> None:
     """Conditional GET: anonymous /, a vessel page and /api/summary carry an ETag; If-None-Match gets 304
     while nothing changed, and the new body (another ETag) once a tally is posted."""
@@ -285,11 +273,11 @@ def test_polled_pages_and_summary_answer_304_until_the_data_changes(site: Any, o
     assert isinstance(app.extensions["operations"].summary, SummaryCache)
 
     writer = app.test_client()
-    login(writer, "clara", ops.PASSWORD)
+    ops.login(writer, "clara", ops.PASSWORD)
     assert "ETag" not in writer.get("/").headers  # a logged-in page (name, CSRF token) has none
     page = writer.get(f"/vessels/{call_id}")
     assert "ETag" not in page.headers
-    writer.post(f"/vessels/{call_id}/tallies", data={"csrf_token": csrf_of(page.data), "direction": "discharged",
+    writer.post(f"/vessels/{call_id}/tallies", data={"csrf_token": ops.csrf_of(page.data), "direction": "discharged",
                                                       "category": "auto", "units": "7", "zone": "A1"})
     for path, response in first.items():
         changed = client.get(path, headers={"If-None-Match": response.headers["ETag"]})
