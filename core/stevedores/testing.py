@@ -9,7 +9,8 @@ Fixtures:
 - ``stevedores_gunicorn_server``: run the dashboard under real gunicorn on a free port.
 - ``stevedores_postgres_database``: a database of its own on the shared PostgreSQL, dropped afterwards.
 
-Helpers: :func:`free_port`, :class:`FakeClock`, :func:`require_service` (skip on a laptop, fail in CI),
+Helpers: :func:`free_port`, :class:`FakeClock`, :func:`http_get`,
+:func:`require_service` (skip on a laptop, fail in CI),
 :func:`wait_for_http`, :func:`temporary_postgres_database`, and
 :func:`install_plugin_distribution` (a throwaway plugin with a real entry point, needing
 neither pip nor setuptools); :func:`write_plugin_distribution` and :func:`pip_install_target`
@@ -58,6 +59,19 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         """Move the clock ``seconds`` forward."""
         self.now += seconds
+
+
+def http_get(url: str, headers: Mapping[str, str] | None = None, timeout: float = 10.0) -> tuple[int, str]:
+    """Status and body (text) of a GET on a new connection; an HTTP error status is returned, not raised.
+
+    Raises OSError (``urllib.error.URLError``) when no answer came within ``timeout`` seconds.
+    """
+    request = urllib.request.Request(url, headers=dict(headers or {}))
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, response.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
 
 
 def require_service(name: str, available: bool, how: str = "") -> None:

@@ -6,14 +6,12 @@ from __future__ import annotations
 import json
 import re
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Callable
 
 import pytest
 
-from stevedores.testing import install_plugin_distribution, require_service
+from stevedores.testing import http_get, install_plugin_distribution, require_service
 
 REPO = Path(__file__).resolve().parents[3]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,15 +47,6 @@ def cranes_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
                                        version="2.0.1")
 
 
-def _get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-
-
 def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
         cranes_site: Path, stevedores_gunicorn_server: Callable) -> None:
     require_service("Chromium", CHROMIUM.exists(), "install the chromium package")
@@ -66,7 +55,7 @@ def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
         "HEALTH_STATUS_REFRESH": "1", "HEALTH_LOAD_WARN_PER_CPU": "1000", "HEALTH_DISK_MIN_FREE_PERCENT": "0",
     }, ready_path="/health/live")
 
-    code, text = _get(server.url + "/health")
+    code, text = http_get(server.url + "/health")
     checks = json.loads(text)["checks"]
     assert code in (200, 503)
     assert checks["cranes"] == {"status": "healthy", "response_time_ms": checks["cranes"]["response_time_ms"],
@@ -75,11 +64,11 @@ def test_served_health_with_a_third_party_check_and_the_status_page_in_chromium(
     assert {"database", "application", "system"} <= set(checks) and checks["database"]["status"] == "healthy"
 
     # probes are infrastructure: never rate limited, even far past the 5-per-minute limit
-    codes = [_get(server.url + path)[0] for path in ["/health/quick"] * 30 + ["/health/live"] * 10
+    codes = [http_get(server.url + path)[0] for path in ["/health/quick"] * 30 + ["/health/live"] * 10
              + ["/health/ready"] * 5]
     assert set(codes) == {200}, codes
 
-    code, html = _get(server.url + "/status")
+    code, html = http_get(server.url + "/status")
     assert code == 200 and 'data-check="cranes"' in html and "stevedores-cranes" in html
 
     console: list[str] = []

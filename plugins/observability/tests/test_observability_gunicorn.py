@@ -6,7 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import re
 import signal
 import threading
 import time
@@ -22,7 +21,7 @@ from prometheus_client.mmap_dict import MmapedDict
 from prometheus_client.parser import text_string_to_metric_families
 from stevedores_observability.sentry import FILTERED
 
-from stevedores.testing import free_port
+from stevedores.testing import free_port, http_get
 
 TOKEN = "ops-token-for-gunicorn-tests-42"
 ITEM_ROUTE = "/_probe/item/<int:item_id>"
@@ -84,19 +83,9 @@ def probe_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return site
 
 
-def get(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    """Status and body of a GET on a new connection."""
-    request = urllib.request.Request(url, headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
 def scrape(base: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """``{(sample name, sorted labels): value}`` of the server's /metrics, read with the operator token."""
-    status, text = get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
+    status, text = http_get(base + "/metrics", {"Authorization": f"Bearer {TOKEN}"})
     assert status == 200, text
     return {(s.name, tuple(sorted(s.labels.items()))): s.value
             for family in text_string_to_metric_families(text) for s in family.samples}
@@ -114,14 +103,6 @@ def requests_per_worker(directory: Path) -> dict[str, float]:
     return counts
 
 
-def wait_for_workers(server: Any, count: int, timeout: float = 20) -> None:
-    """Wait until gunicorn's log shows ``count`` worker boots."""
-    deadline = time.monotonic() + timeout
-    while len(re.findall(r"Booting worker with pid", server.log())) < count and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert len(re.findall(r"Booting worker with pid", server.log())) >= count, server.log()
-
-
 def test_counts_add_up_across_three_workers_and_the_breaker_opening_shows(
         stevedores_gunicorn_server: Callable[..., Any], stevedores_redis_server: Callable[[], Any], probe_site: Path,
         tmp_path: Path) -> None:
@@ -133,14 +114,14 @@ def test_counts_add_up_across_three_workers_and_the_breaker_opening_shows(
         "REDIS_CONNECT_TIMEOUT_MS": "200", "REDIS_READ_TIMEOUT_MS": "200",
         "REDIS_BREAKER_FAILURE_THRESHOLD": "5", "REDIS_BREAKER_RECOVERY_TIMEOUT": "60",
     }, ready_path="/health/live")
-    wait_for_workers(server, 3)
+    server.wait_for_workers(3)
     assert f"Metrics shared by workers in {metrics_dir}" in server.log()
 
     total = 120
     with ThreadPoolExecutor(max_workers=12) as pool:  # a new connection per request: the kernel spreads them
-        statuses = list(pool.map(lambda i: get(f"{server.url}/_probe/item/{i}")[0], range(total)))
+        statuses = list(pool.map(lambda i: http_get(f"{server.url}/_probe/item/{i}")[0], range(total)))
     assert statuses == [200] * total
-    assert get(server.url + "/_probe/redis") == (200, "redis")
+    assert http_get(server.url + "/_probe/redis") == (200, "redis")
 
     before = scrape(server.url)
     assert before[("stevedores_http_requests_total", (("method", "GET"), ("route", ITEM_ROUTE),
@@ -154,7 +135,7 @@ def test_counts_add_up_across_three_workers_and_the_breaker_opening_shows(
 
     redis.kill()
     with ThreadPoolExecutor(max_workers=6) as pool:
-        answers = list(pool.map(lambda _: get(server.url + "/_probe/redis"), range(60)))
+        answers = list(pool.map(lambda _: http_get(server.url + "/_probe/redis"), range(60)))
     assert answers == [(200, "fallback")] * 60
 
     after = scrape(server.url)
@@ -175,9 +156,9 @@ def test_without_preload_and_after_a_worker_dies_totals_hold_and_its_gauges_go(
         "WEB_WORKERS": "2", "PRELOAD_APP": "0", "OPS_TOKEN": TOKEN, "PYTHONPATH": str(probe_site),
         "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "100000 per minute",
     }, ready_path="/health/live")
-    wait_for_workers(server, 2)
+    server.wait_for_workers(2)
     with ThreadPoolExecutor(max_workers=8) as pool:
-        assert set(pool.map(lambda i: get(f"{server.url}/_probe/item/{i}")[0], range(40))) == {200}
+        assert set(pool.map(lambda i: http_get(f"{server.url}/_probe/item/{i}")[0], range(40))) == {200}
     key = ("stevedores_http_requests_total", (("method", "GET"), ("route", ITEM_ROUTE), ("status", "200")))
     assert scrape(server.url)[key] == 40
     per_worker = requests_per_worker(metrics_dir)
@@ -186,7 +167,7 @@ def test_without_preload_and_after_a_worker_dies_totals_hold_and_its_gauges_go(
     assert list(metrics_dir.glob(f"gauge_live*_{victim}.db")), sorted(p.name for p in metrics_dir.iterdir())
 
     os.kill(int(victim), signal.SIGTERM)  # a graceful worker stop: the master forks a replacement
-    wait_for_workers(server, 3)
+    server.wait_for_workers(3)
     deadline = time.monotonic() + 10
     while list(metrics_dir.glob(f"*_{victim}.db")) and time.monotonic() < deadline:
         time.sleep(0.1)
@@ -248,8 +229,8 @@ def test_an_unhandled_error_reaches_sentry_without_cookies_or_credentials(
         "WEB_WORKERS": "1", "PYTHONPATH": str(probe_site), "OPS_TOKEN": TOKEN,
         "SENTRY_DSN": f"http://publickey@127.0.0.1:{sentry_stub.port}/1",
     }, ready_path="/health/live")
-    status, _body = get(server.url + f"/_probe/boom?lookup={QUERY_VALUE}&page=2",
-                        {"Cookie": f"session={COOKIE_VALUE}", "Authorization": f"Bearer {AUTH_VALUE}"})
+    status, _body = http_get(server.url + f"/_probe/boom?lookup={QUERY_VALUE}&page=2",
+                             {"Cookie": f"session={COOKIE_VALUE}", "Authorization": f"Bearer {AUTH_VALUE}"})
     assert status == 500
     form = f"username={USERNAME_VALUE}&password={PASSWORD_VALUE}".encode()
     try:
@@ -288,7 +269,7 @@ def test_a_second_master_on_the_same_directory_refuses_to_start_and_the_first_ke
     env = {"WEB_WORKERS": "1", "OPS_TOKEN": TOKEN, "PYTHONPATH": str(probe_site),
            "METRICS_MULTIPROC_DIR": str(metrics_dir), "RATE_LIMITS": "100000 per minute"}
     first = stevedores_gunicorn_server(env=env, ready_path="/health/live")
-    assert get(first.url + "/_probe/item/1")[0] == 200
+    assert http_get(first.url + "/_probe/item/1")[0] == 200
     files = sorted(p.name for p in metrics_dir.glob("*.db"))
     assert files
     with pytest.raises(RuntimeError) as refused:  # the second server exits before answering
@@ -297,5 +278,5 @@ def test_a_second_master_on_the_same_directory_refuses_to_start_and_the_first_ke
     assert "METRICS_MULTIPROC_DIR" in message and f"pid {first.proc.pid}" in message, message
     assert set(files) <= {p.name for p in metrics_dir.glob("*.db")}  # nothing of the first one's deleted
     key = ("stevedores_http_requests_total", (("method", "GET"), ("route", ITEM_ROUTE), ("status", "200")))
-    assert get(first.url + "/_probe/item/2")[0] == 200
+    assert http_get(first.url + "/_probe/item/2")[0] == 200
     assert scrape(first.url)[key] == 2
