@@ -191,19 +191,21 @@ def _garbage(path: Path, raw: str, expected: str) -> None:
     log.warning("memory_guard: ignoring %s: %r is not %s; trying the next source", path, raw[:60], expected)
 
 
-def _read_number(path: Path) -> int | None:
-    raw = _read_text(path)
-    if raw is None:
-        return None
+def _whole_number(path: Path, raw: str, minimum: int, expected: str) -> int | None:
+    """``raw`` (read from ``path``) as an int of at least ``minimum``; None, logged as ``expected``, otherwise."""
     try:
         value = int(raw)
     except ValueError:
-        _garbage(path, raw, "a whole number of bytes")
-        return None
-    if value < 0:
-        _garbage(path, raw, "a non-negative number of bytes")
+        value = None
+    if value is None or value < minimum:
+        _garbage(path, raw, expected)
         return None
     return value
+
+
+def _read_number(path: Path) -> int | None:
+    raw = _read_text(path)
+    return None if raw is None else _whole_number(path, raw, 0, "a non-negative whole number of bytes")
 
 
 def _read_limit(path: Path) -> int | None:
@@ -211,15 +213,8 @@ def _read_limit(path: Path) -> int | None:
     raw = _read_text(path)
     if raw is None or raw == "max":
         return None
-    try:
-        value = int(raw)
-    except ValueError:
-        _garbage(path, raw, "a number of bytes or 'max'")
-        return None
-    if value <= 0:
-        _garbage(path, raw, "a positive number of bytes or 'max'")
-        return None
-    return None if value >= UNLIMITED_THRESHOLD else value
+    value = _whole_number(path, raw, 1, "a positive number of bytes or 'max'")
+    return None if value is None or value >= UNLIMITED_THRESHOLD else value
 
 
 def _read_stat(path: Path) -> dict[str, int]:

@@ -193,11 +193,17 @@ class _Reader:
     def fail(self, name: str, message: str) -> None:
         self.errors.append(FieldError(name, message))
 
+    def present(self, name: str, required: bool, field: str | None = None) -> bool:
+        """Whether ``name`` was given; a missing required one is a problem of ``field`` (default ``name``)."""
+        if self.has(name):
+            return True
+        if required:
+            self.fail(field or name, "is required")
+        return False
+
     def text(self, name: str, max_len: int, required: bool = True, field: str | None = None) -> str | None:
         field = field or name
-        if not self.has(name):
-            if required:
-                self.fail(field, "is required")
+        if not self.present(name, required, field):
             return None
         value = self.data[name]
         if not isinstance(value, str) or not value.strip():
@@ -223,9 +229,7 @@ class _Reader:
                 value: Any = None) -> int | None:
         field = field or name
         if value is None:
-            if not self.has(name):
-                if required:
-                    self.fail(field, "is required")
+            if not self.present(name, required, field):
                 return None
             value = self.data[name]
         if isinstance(value, str) and re.fullmatch(rf"\s*-?\d{{1,{MAX_INTEGER_DIGITS}}}\s*", value):
@@ -242,9 +246,7 @@ class _Reader:
         return value
 
     def moment(self, name: str, required: bool = True) -> datetime | None:
-        if not self.has(name):
-            if required:
-                self.fail(name, "is required")
+        if not self.present(name, required):
             return None
         value = self.data[name]
         try:
