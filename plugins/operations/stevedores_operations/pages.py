@@ -47,6 +47,15 @@ def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable
     """The page blueprint (static files under /operations/static); ``login_limits`` decorate POST /login."""
     pages = Blueprint("operations", __name__, template_folder="templates", static_folder="static",
                       static_url_path="/operations/static")
+    _add_template_helpers(pages)
+    _add_dashboard(pages)
+    _add_vessel_routes(pages)
+    _add_login_routes(pages, login_limits)
+    return pages
+
+
+def _add_template_helpers(pages: Blueprint) -> None:
+    """The 404 page, the ``when`` and ``duration`` filters and what every page's template may use."""
 
     @pages.errorhandler(NotFoundError)
     def not_found(exc: NotFoundError) -> Any:
@@ -61,6 +70,10 @@ def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable
     @pages.app_context_processor
     def page_context() -> dict[str, Any]:
         return {"operations_user": session_user, "csrf_token": csrf_token, "status_words": STATUS_WORDS}
+
+
+def _add_dashboard(pages: Blueprint) -> None:
+    """``GET /``: the dashboard (one rendering shared by anonymous visitors while the summary holds)."""
 
     @pages.get("/")
     def dashboard() -> Any:
@@ -82,18 +95,19 @@ def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable
         response.headers["Cache-Control"] = "no-store"
         return response
 
+
+def _add_vessel_routes(pages: Blueprint) -> None:
+    """A vessel call's page, its tally form and its status form."""
+
     @pages.get("/vessels/<record_id:call_id>")
     def vessel(call_id: int) -> Any:
         return _vessel_page(call_id)
 
     @pages.post("/vessels/<record_id:call_id>/tallies")
     def vessel_tally(call_id: int) -> Any:
-        require_csrf()
-        user = session_user()
-        if user is None:
-            return redirect(url_for("operations.login", next=request.path))
-        if not may(user.role, "tally"):
-            return _vessel_page(call_id, errors=[("role", f"a {user.role} may not post tallies")], status=403)
+        user, refusal = _form_poster(call_id, "tally", "post tallies")
+        if refusal is not None:
+            return refusal
         ops = state()
         try:
             tally, created = post_tally(ops.engine, form_data(), user, vessel_call_id=call_id,
@@ -107,18 +121,19 @@ def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable
 
     @pages.post("/vessels/<record_id:call_id>/status")
     def vessel_status(call_id: int) -> Any:
-        require_csrf()
-        user = session_user()
-        if user is None:
-            return redirect(url_for("operations.login", next=request.path))
-        if not may(user.role, "manage"):
-            return _vessel_page(call_id, errors=[("role", f"a {user.role} may not change a vessel call")], status=403)
+        _user, refusal = _form_poster(call_id, "manage", "change a vessel call")
+        if refusal is not None:
+            return refusal
         try:
             call = update_vessel_call(state().engine, call_id, {"status": request.form.get("status", "")})
         except OperationsError as exc:
             return _vessel_page(call_id, errors=[(e.field, e.message) for e in exc.errors], status=exc.status)
         flash(f"{call['vessel_name']} is now {STATUS_WORDS[call['status']]}")
         return redirect(url_for("operations.vessel", call_id=call_id), code=303)
+
+
+def _add_login_routes(pages: Blueprint, login_limits: Sequence[Callable[[Callable], Callable]]) -> None:
+    """Login (GET, and POST under ``login_limits``) and logout."""
 
     @pages.get("/login")
     def login() -> Any:
@@ -147,7 +162,18 @@ def build_pages(app: Flask, login_limits: Sequence[Callable[[Callable], Callable
         session.clear()
         return redirect(url_for("operations.dashboard"), code=303)
 
-    return pages
+
+def _form_poster(call_id: int, permission: str, refused: str) -> tuple[Any, Any]:
+    """Who posts a vessel page's form, after the CSRF check: ``(user, None)`` when their role may
+    ``permission``; else ``(None, answer)``: the login page for a visitor, the page with a 403 naming
+    what the role may not do (``refused``)."""
+    require_csrf()
+    user = session_user()
+    if user is None:
+        return None, redirect(url_for("operations.login", next=request.path))
+    if not may(user.role, permission):
+        return None, _vessel_page(call_id, errors=[("role", f"a {user.role} may not {refused}")], status=403)
+    return user, None
 
 
 def _vessel_page(call_id: int, errors: list[tuple[str, str]] | None = None, status: int = 200,
