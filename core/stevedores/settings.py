@@ -36,42 +36,45 @@ class Str:
         return raw
 
 
-class Int:
-    """A whole number within optional bounds."""
+class _Bounded:
+    """What :class:`Int` and :class:`Float` share: parse the text, then check the optional bounds."""
 
-    def __init__(self, min: int | None = None, max: int | None = None) -> None:
-        self.min, self.max = min, max
-        bounds = [f">= {min}" if min is not None else "", f"<= {max}" if max is not None else ""]
-        self.expected = " ".join(["a whole number", " and ".join(b for b in bounds if b)]).strip()
-
-    def __call__(self, raw: str) -> int:
-        try:
-            value = int(raw.strip())
-        except ValueError:
-            raise ValueError(f"expected {self.expected}") from None
-        if (self.min is not None and value < self.min) or (self.max is not None and value > self.max):
-            raise ValueError(f"expected {self.expected}")
-        return value
-
-
-class Float:
-    """A decimal number within optional bounds."""
+    kind = "a number"
 
     def __init__(self, min: float | None = None, max: float | None = None) -> None:
         self.min, self.max = min, max
         bounds = [f">= {min}" if min is not None else "", f"<= {max}" if max is not None else ""]
-        self.expected = " ".join(["a number", " and ".join(b for b in bounds if b)]).strip()
+        self.expected = " ".join([self.kind, " and ".join(b for b in bounds if b)]).strip()
 
-    def __call__(self, raw: str) -> float:
+    def _parse(self, raw: str, convert: Callable[[str], Any]) -> Any:
         try:
-            value = float(raw.strip())
+            value = convert(raw.strip())
         except ValueError:
             raise ValueError(f"expected {self.expected}") from None
-        if value != value or (self.min is not None and value < self.min) or (
+        if value != value or (self.min is not None and value < self.min) or (  # value != value: NaN
             self.max is not None and value > self.max
         ):
             raise ValueError(f"expected {self.expected}")
         return value
+
+
+class Int(_Bounded):
+    """A whole number within optional bounds."""
+
+    kind = "a whole number"
+
+    def __init__(self, min: int | None = None, max: int | None = None) -> None:
+        super().__init__(min, max)
+
+    def __call__(self, raw: str) -> int:
+        return self._parse(raw, int)
+
+
+class Float(_Bounded):
+    """A decimal number within optional bounds (NaN is refused)."""
+
+    def __call__(self, raw: str) -> float:
+        return self._parse(raw, float)
 
 
 class Bool:
