@@ -201,6 +201,12 @@ class _Reader:
             self.fail(field or name, "is required")
         return False
 
+    def refuses(self, field: str, problem: str | None) -> bool:
+        """Whether there is a ``problem`` (a message, or None); if so it is recorded against ``field``."""
+        if problem is not None:
+            self.fail(field, problem)
+        return problem is not None
+
     def text(self, name: str, max_len: int, required: bool = True, field: str | None = None) -> str | None:
         field = field or name
         if not self.present(name, required, field):
@@ -209,9 +215,7 @@ class _Reader:
         if not isinstance(value, str) or not value.strip():
             self.fail(field, "must be non-empty text")
             return None
-        problem = text_problem(value)
-        if problem is not None:
-            self.fail(field, problem)
+        if self.refuses(field, text_problem(value)):
             return None
         if len(value.strip()) > max_len:
             self.fail(field, f"must be at most {max_len} characters")
@@ -257,9 +261,7 @@ class _Reader:
         if moment is None:
             self.fail(name, "must be an ISO 8601 date and time, e.g. 2026-05-01T06:00:00Z")
             return None
-        problem = moment_problem(moment)
-        if problem is not None:
-            self.fail(name, problem)
+        if self.refuses(name, moment_problem(moment)):
             return None
         return moment
 
