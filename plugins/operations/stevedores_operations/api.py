@@ -55,6 +55,14 @@ def _json_body() -> dict[str, Any]:
 def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Blueprint:
     """The ``/api`` blueprint; ``tally_limit`` decorates the tally post (the rate limit)."""
     api = Blueprint("operations_api", __name__, url_prefix="/api")
+    _add_error_handlers(api)
+    _add_read_routes(api)
+    _add_write_routes(api, tally_limit)
+    return api
+
+
+def _add_error_handlers(api: Blueprint) -> None:
+    """Every error under /api answers JSON naming the field at fault (routing errors included)."""
 
     @api.errorhandler(OperationsError)
     def operations_error(exc: OperationsError) -> Any:
@@ -77,6 +85,10 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
             return response, status
         return exc
 
+
+def _add_read_routes(api: Blueprint) -> None:
+    """The GET routes: the OpenAPI document, the summary, vessel calls and their tallies."""
+
     @api.get("/openapi.json")
     def openapi() -> Any:
         return jsonify(openapi_document())
@@ -89,6 +101,18 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
     def vessel_calls_index() -> Any:
         return jsonify(vessel_calls=list_vessel_calls(state().engine, request.args.get("status") or None))
 
+    @api.get("/vessel-calls/<record_id:call_id>")
+    def vessel_call_show(call_id: int) -> Any:
+        return jsonify(read_vessel_call(state().engine, call_id))
+
+    @api.get("/vessel-calls/<record_id:call_id>/tallies")
+    def tallies_index(call_id: int) -> Any:
+        return jsonify(tallies=list_tallies(state().engine, call_id))
+
+
+def _add_write_routes(api: Blueprint, tally_limit: Callable[[Callable], Callable]) -> None:
+    """The writes: vessel calls (managers) and tallies (clerks, under ``tally_limit``)."""
+
     @api.post("/vessel-calls")
     def vessel_calls_create() -> Any:
         user = _writer("manage")
@@ -97,10 +121,6 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         call = create_vessel_call(state().engine, _json_body())
         return jsonify(call), 201, {"Location": f"/api/vessel-calls/{call['id']}"}
 
-    @api.get("/vessel-calls/<record_id:call_id>")
-    def vessel_call_show(call_id: int) -> Any:
-        return jsonify(read_vessel_call(state().engine, call_id))
-
     @api.patch("/vessel-calls/<record_id:call_id>")
     def vessel_call_update(call_id: int) -> Any:
         user = _writer("manage")
@@ -108,10 +128,6 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
             return user
         call = update_vessel_call(state().engine, call_id, _json_body())
         return jsonify(call)
-
-    @api.get("/vessel-calls/<record_id:call_id>/tallies")
-    def tallies_index(call_id: int) -> Any:
-        return jsonify(tallies=list_tallies(state().engine, call_id))
 
     @api.post("/tallies")
     @tally_limit
@@ -125,5 +141,3 @@ def build_api(app: Flask, tally_limit: Callable[[Callable], Callable]) -> Bluepr
         ops = state()
         tally, created = post_tally(ops.engine, body, user, shift_starts=ops.shift_starts)
         return jsonify(tally=tally, created=created), 201 if created else 200
-
-    return api

@@ -141,6 +141,17 @@ def build_manager_pages() -> Blueprint:
     pages.record_once(lambda setup: setup.app.jinja_env.globals.update(
         vessel_form_values=call_to_form, vessel_form_choices=CHOICE_FIELDS, vessel_plan_fields=PLAN_FIELDS,
         operations_may=user_may))
+    _add_vessel_call_forms(pages)
+    _add_tallies_csv(pages)
+
+    @pages.errorhandler(NotFoundError)
+    def not_found(exc: NotFoundError) -> Any:
+        return render_template("operations/not_found.html", message=str(exc)), 404
+    return pages
+
+
+def _add_vessel_call_forms(pages: Blueprint) -> None:
+    """Create and edit a vessel call through forms (managers only)."""
 
     @pages.get("/vessels/new")
     def new_vessel_call() -> Any:
@@ -188,6 +199,10 @@ def build_manager_pages() -> Blueprint:
         call = read_vessel_call(state().engine, call_id)
         return _form_page(call_to_form(call), [], call=call)
 
+
+def _add_tallies_csv(pages: Blueprint) -> None:
+    """A vessel call's tallies as a streamed CSV download (any logged-in user)."""
+
     @pages.get("/vessels/<record_id:call_id>/tallies.csv")
     def tallies_csv(call_id: int) -> Any:
         if session_user() is None:
@@ -207,8 +222,3 @@ def build_manager_pages() -> Blueprint:
         response = Response(stream_with_context(csv_lines(rows())), mimetype="text/csv")
         response.headers["Content-Disposition"] = f'attachment; filename="{csv_filename(call["vessel_name"], call_id)}"'
         return response
-
-    @pages.errorhandler(NotFoundError)
-    def not_found(exc: NotFoundError) -> Any:
-        return render_template("operations/not_found.html", message=str(exc)), 404
-    return pages
