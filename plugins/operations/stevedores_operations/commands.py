@@ -64,6 +64,14 @@ def register(cli: click.Group) -> None:
     def users() -> None:
         """Operations accounts (roles: clerk posts tallies; manager also manages vessel calls)."""
 
+    _add_user_commands(users)
+    _add_demo_data(cli)
+    _add_db_commands(cli)
+
+
+def _add_user_commands(users: click.Group) -> None:
+    """``stevedores users create|token|password|deactivate``."""
+
     @users.command("create")
     @click.argument("username")
     @click.option("--role", type=click.Choice(["clerk", "manager"]), required=True)
@@ -112,6 +120,10 @@ def register(cli: click.Group) -> None:
             deactivate_user(engine, username)
             click.echo(f"deactivated {username.strip().lower()}")
 
+
+def _add_demo_data(cli: click.Group) -> None:
+    """``stevedores demo-data``."""
+
     @cli.command("demo-data")
     @click.option("--force", is_flag=True, help="Add the sample even if vessel calls exist.")
     def demo_data(force: bool) -> None:
@@ -128,6 +140,9 @@ def register(cli: click.Group) -> None:
         finally:
             engine.dispose()
 
+
+def _add_db_commands(cli: click.Group) -> None:
+    """``stevedores db upgrade|current`` for the operations schema (beside the core's, if it has a ``db`` group)."""
     db = cli.commands.get("db")
     if not isinstance(db, click.Group):
         @cli.group("db")
