@@ -98,43 +98,33 @@ def _vessel_call_input(creating: bool) -> dict[str, Any]:
     return {"type": "object", "additionalProperties": False, "properties": properties}
 
 
-def _schemas() -> dict[str, Any]:
+def _vessel_call_output() -> dict[str, Any]:
+    """The ``VesselCall`` schema: a vessel call as the API answers it."""
+    nullable_time = {"type": ["string", "null"], "format": "date-time"}
     units_by = {"type": "object", "additionalProperties": False, "required": list(DIRECTIONS),
                 "properties": {d: {"type": "object", "required": list(CATEGORIES),
                                    "properties": {c: {"type": "integer", "minimum": 0} for c in CATEGORIES}}
                                for d in DIRECTIONS}}
-    nullable_time = {"type": ["string", "null"], "format": "date-time"}
     return {
-        "Error": {
-            "type": "object", "required": ["error", "message"],
-            "properties": {"error": {"type": "string"}, "message": {"type": "string"},
-                           "errors": {"type": "array", "items": {
-                               "type": "object", "required": ["field", "message"],
-                               "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}},
+        "type": "object",
+        "required": ["id", "vessel_name", "shipping_line", "vessel_type", "operation_type", "berth", "planned",
+                     "planned_start", "planned_end", "status", "status_times"],
+        "properties": {
+            "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+            **{name: {"type": "string"} for name in VESSEL_TEXT_FIELDS},
+            "vessel_type": {"type": "string", "enum": list(VESSEL_TYPES)},
+            "operation_type": {"type": "string", "enum": list(OPERATION_TYPES)},
+            "planned": units_by, "tallied": units_by,
+            "planned_start": nullable_time, "planned_end": nullable_time,
+            "status": {"type": "string", "enum": list(STATUSES)},
+            "status_times": {"type": "object", "properties": {s: nullable_time for s in STATUSES}},
         },
-        "RateLimited": {
-            "type": "object", "required": ["error", "retry_after"],
-            "description": "The rate_limits service's refusal (security plugin), with a Retry-After header.",
-            "properties": {"error": {"const": "too many requests"}, "limit": {"type": "string"},
-                           "retry_after": {"type": "integer", "minimum": 1}, "message": {"type": "string"}},
-        },
-        "VesselCallCreate": _vessel_call_input(creating=True),
-        "VesselCallChange": _vessel_call_input(creating=False),
-        "VesselCall": {
-            "type": "object",
-            "required": ["id", "vessel_name", "shipping_line", "vessel_type", "operation_type", "berth", "planned",
-                         "planned_start", "planned_end", "status", "status_times"],
-            "properties": {
-                "id": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-                **{name: {"type": "string"} for name in VESSEL_TEXT_FIELDS},
-                "vessel_type": {"type": "string", "enum": list(VESSEL_TYPES)},
-                "operation_type": {"type": "string", "enum": list(OPERATION_TYPES)},
-                "planned": units_by, "tallied": units_by,
-                "planned_start": nullable_time, "planned_end": nullable_time,
-                "status": {"type": "string", "enum": list(STATUSES)},
-                "status_times": {"type": "object", "properties": {s: nullable_time for s in STATUSES}},
-            },
-        },
+    }
+
+
+def _tally_schemas() -> dict[str, Any]:
+    """``TallyPost`` (what a clerk sends) and ``Tally`` (what the API answers)."""
+    return {
         "TallyPost": {
             "type": "object", "additionalProperties": False,
             "required": ["vessel_call_id", "direction", "units", "zone"],
@@ -168,17 +158,32 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _schemas() -> dict[str, Any]:
+    """The document's component schemas (errors, vessel calls, tallies)."""
+    return {
+        "Error": {
+            "type": "object", "required": ["error", "message"],
+            "properties": {"error": {"type": "string"}, "message": {"type": "string"},
+                           "errors": {"type": "array", "items": {
+                               "type": "object", "required": ["field", "message"],
+                               "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}}},
+        },
+        "RateLimited": {
+            "type": "object", "required": ["error", "retry_after"],
+            "description": "The rate_limits service's refusal (security plugin), with a Retry-After header.",
+            "properties": {"error": {"const": "too many requests"}, "limit": {"type": "string"},
+                           "retry_after": {"type": "integer", "minimum": 1}, "message": {"type": "string"}},
+        },
+        "VesselCallCreate": _vessel_call_input(creating=True),
+        "VesselCallChange": _vessel_call_input(creating=False),
+        "VesselCall": _vessel_call_output(),
+        **_tally_schemas(),
+    }
+
+
 @functools.cache
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI 3.1 document (a plain dict, built once per process from the validators' constants)."""
-    call_id = {"name": "call_id", "in": "path", "required": True, "example": 1,
-               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
-               "description": f"A vessel call id (1..{MAX_ID}; anything else is 404)."}
-    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
-                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
-                   "description": "Used when the body has no idempotency_key."}
-    bearer = [{"bearer": []}]
-    ok_call = _json(_ref("VesselCall"), "The vessel call")
     return {
         "openapi": "3.1.0",
         "info": {
@@ -192,55 +197,76 @@ def openapi_document() -> dict[str, Any]:
                                            "description": "An API token (sdo_...) of a clerk or manager."}},
             "schemas": _schemas(),
         },
-        "paths": {
-            "/api/openapi.json": {"get": {
-                "operationId": "openapi", "summary": "This document",
-                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
-            "/api/summary": {"get": {
-                "operationId": "summary", "summary": "The dashboard's figures",
-                "responses": {"200": _json({"type": "object", "required": ["generated_at", "shift", "calls",
-                                                                          "expected", "berths", "totals"]},
-                                           "Summary"), **_errors(503)}}},
-            "/api/vessel-calls": {
-                "get": {
-                    "operationId": "listVesselCalls", "summary": "Vessel calls, newest planned start first",
-                    "parameters": [{"name": "status", "in": "query", "required": False,
-                                    "schema": {"type": "string", "enum": list(STATUSES)}}],
-                    "responses": {"200": _json({"type": "object", "required": ["vessel_calls"], "properties": {
-                        "vessel_calls": {"type": "array", "items": _ref("VesselCall")}}}, "Vessel calls"),
-                        **_errors(422, 503)}},
-                "post": {
-                    "operationId": "createVesselCall", "summary": "Create a vessel call (manager)",
-                    "security": bearer,
-                    "requestBody": {"required": True,
-                                    "content": {"application/json": {"schema": _ref("VesselCallCreate")}}},
-                    "responses": {"201": ok_call, **_errors(401, 403, 413, 422, 503)}},
-            },
-            "/api/vessel-calls/{call_id}": {
-                "get": {"operationId": "getVesselCall", "summary": "One vessel call with its tallied units",
-                        "parameters": [call_id], "responses": {"200": ok_call, **_errors(404, 503)}},
-                "patch": {
-                    "operationId": "changeVesselCall", "summary": "Change fields and/or move the status (manager)",
-                    "security": bearer, "parameters": [call_id],
-                    "requestBody": {"required": True,
-                                    "content": {"application/json": {"schema": _ref("VesselCallChange")}}},
-                    "responses": {"200": ok_call, **_errors(401, 403, 404, 409, 413, 422, 503)}},
-            },
-            "/api/vessel-calls/{call_id}/tallies": {"get": {
-                "operationId": "listTallies", "summary": "The newest 200 tallies of a vessel call",
-                "parameters": [call_id],
-                "responses": {"200": _json({"type": "object", "required": ["tallies"], "properties": {
-                    "tallies": {"type": "array", "items": _ref("Tally")}}}, "Tallies"), **_errors(404, 503)}}},
-            "/api/tallies": {"post": {
-                "operationId": "postTally", "summary": "Record a tally (clerk or manager), once per idempotency key",
-                "security": bearer, "parameters": [idempotency],
-                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TallyPost")}}},
-                "responses": {
-                    "201": _json({"type": "object", "required": ["tally", "created"], "properties": {
-                        "tally": _ref("Tally"), "created": {"const": True}}}, "Recorded"),
-                    "200": _json({"type": "object", "required": ["tally", "created"], "properties": {
-                        "tally": _ref("Tally"), "created": {"const": False}}}, "A repeat: recorded before"),
-                    "429": _json(_ref("RateLimited"), "Too many tallies from this client"),
-                    **_errors(401, 403, 409, 413, 422, 503)}}},
+        "paths": _paths(),
+    }
+
+
+def _paths() -> dict[str, Any]:
+    """The document's paths: reads and writes of vessel calls and tallies."""
+    idempotency = {"name": "Idempotency-Key", "in": "header", "required": False,
+                   "schema": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
+                   "description": "Used when the body has no idempotency_key."}
+    bearer = [{"bearer": []}]
+    return {
+        "/api/openapi.json": {"get": {
+            "operationId": "openapi", "summary": "This document",
+            "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1")}}},
+        "/api/summary": {"get": {
+            "operationId": "summary", "summary": "The dashboard's figures",
+            "responses": {"200": _json({"type": "object", "required": ["generated_at", "shift", "calls",
+                                                                      "expected", "berths", "totals"]},
+                                       "Summary"), **_errors(503)}}},
+        **_vessel_call_paths(),
+        "/api/tallies": {"post": {
+            "operationId": "postTally", "summary": "Record a tally (clerk or manager), once per idempotency key",
+            "security": bearer, "parameters": [idempotency],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("TallyPost")}}},
+            "responses": {
+                "201": _json({"type": "object", "required": ["tally", "created"], "properties": {
+                    "tally": _ref("Tally"), "created": {"const": True}}}, "Recorded"),
+                "200": _json({"type": "object", "required": ["tally", "created"], "properties": {
+                    "tally": _ref("Tally"), "created": {"const": False}}}, "A repeat: recorded before"),
+                "429": _json(_ref("RateLimited"), "Too many tallies from this client"),
+                **_errors(401, 403, 409, 413, 422, 503)}}},
+    }
+
+
+def _vessel_call_paths() -> dict[str, Any]:
+    """``/api/vessel-calls`` and one call's (list, create, read, change, its tallies)."""
+    call_id = {"name": "call_id", "in": "path", "required": True, "example": 1,
+               "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+               "description": f"A vessel call id (1..{MAX_ID}; anything else is 404)."}
+    bearer = [{"bearer": []}]
+    ok_call = _json(_ref("VesselCall"), "The vessel call")
+    return {
+        "/api/vessel-calls": {
+            "get": {
+                "operationId": "listVesselCalls", "summary": "Vessel calls, newest planned start first",
+                "parameters": [{"name": "status", "in": "query", "required": False,
+                                "schema": {"type": "string", "enum": list(STATUSES)}}],
+                "responses": {"200": _json({"type": "object", "required": ["vessel_calls"], "properties": {
+                    "vessel_calls": {"type": "array", "items": _ref("VesselCall")}}}, "Vessel calls"),
+                    **_errors(422, 503)}},
+            "post": {
+                "operationId": "createVesselCall", "summary": "Create a vessel call (manager)",
+                "security": bearer,
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("VesselCallCreate")}}},
+                "responses": {"201": ok_call, **_errors(401, 403, 413, 422, 503)}},
         },
+        "/api/vessel-calls/{call_id}": {
+            "get": {"operationId": "getVesselCall", "summary": "One vessel call with its tallied units",
+                    "parameters": [call_id], "responses": {"200": ok_call, **_errors(404, 503)}},
+            "patch": {
+                "operationId": "changeVesselCall", "summary": "Change fields and/or move the status (manager)",
+                "security": bearer, "parameters": [call_id],
+                "requestBody": {"required": True,
+                                "content": {"application/json": {"schema": _ref("VesselCallChange")}}},
+                "responses": {"200": ok_call, **_errors(401, 403, 404, 409, 413, 422, 503)}},
+        },
+        "/api/vessel-calls/{call_id}/tallies": {"get": {
+            "operationId": "listTallies", "summary": "The newest 200 tallies of a vessel call",
+            "parameters": [call_id],
+            "responses": {"200": _json({"type": "object", "required": ["tallies"], "properties": {
+                "tallies": {"type": "array", "items": _ref("Tally")}}}, "Tallies"), **_errors(404, 503)}}},
     }
