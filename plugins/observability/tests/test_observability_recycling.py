@@ -101,7 +101,9 @@ def test_hundreds_of_recycles_keep_the_directory_bounded_and_every_request_count
     assert answered == REQUESTS, {s: statuses.count(s) for s in set(statuses)}
 
     boots = len(re.findall(r"Booting worker with pid", server.log()))
-    assert boots - WORKERS >= 150, boots  # hundreds of recycles
+    # over a hundred recycles: a worker past GUNICORN_MAX_REQUESTS still finishes what its threads
+    # have in flight, so it answers more than 3 (about 150 recycles per 1,000 requests measured)
+    assert boots - WORKERS >= 100, boots
     # one set of files per live worker (a replacement is forked after its predecessor's files are
     # archived), the master's own files, and one archive per type: never one set per worker that lived
     bound = FILES_PER_PROCESS * (WORKERS + 1) + 2
