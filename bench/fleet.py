@@ -46,6 +46,7 @@ from stevedores.testing import (
     SentinelGroup,
     free_port,
     require_service,
+    stop_process,
     temporary_postgres_database,
 )
 
@@ -132,13 +133,8 @@ class Haproxy:
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it lingers."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        if self.proc is not None:
+            stop_process(self.proc, timeout=10)
 
 
 @dataclass

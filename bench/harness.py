@@ -20,12 +20,11 @@ import sys
 import tempfile
 import urllib.request
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
 
-from bench.results import RESULTS, machine_line, wait_for_quiet, write_section
+from bench.results import RESULTS, Report, machine_line, wait_for_quiet, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, plain_command, start_plain_baseline, start_stack
 from stevedores.testing import GunicornServer
 
@@ -34,25 +33,6 @@ MEMORY_LIMIT_MB = 512
 #: /health/quick against the bare endpoint under plain gunicorn (issue 12); reported, not a promise.
 TARGET_QUICK_RATIO = 0.9
 SECURITY_HEADERS = ("Content-Security-Policy", "X-Frame-Options", "X-Content-Type-Options")
-
-
-@dataclass
-class Report:
-    """Figures and promise verdicts, printed and written to RESULTS.md."""
-
-    lines: list[str] = field(default_factory=list)
-    broken: list[str] = field(default_factory=list)
-
-    def say(self, line: str) -> None:
-        """Print and keep a line."""
-        print(line, flush=True)
-        self.lines.append(line)
-
-    def promise(self, ok: bool, text: str) -> None:
-        """Record a guide promise and whether it held."""
-        self.say(f"{'PASS' if ok else 'FAIL'}  {text}")
-        if not ok:
-            self.broken.append(text)
 
 
 def run_ab(url: str, requests: int = 1000, concurrency: int = 10) -> dict[str, float]:
@@ -107,7 +87,7 @@ def measure(report: Report, stack: Stack, bare: GunicornServer, seconds: int) ->
     with urllib.request.urlopen(urllib.request.Request(url + "/health", headers=BEHIND_TLS_PROXY),
                                 timeout=15) as response:
         health = json.load(response)
-        report.promise(response.status == 200 and health.get("status") == "healthy",
+        report.check(response.status == 200 and health.get("status") == "healthy",
                        f"/health returns 200 with all checks passing (status={health.get('status')}, "
                        f"checks={', '.join(sorted(health.get('checks', {})))})")
     missing = []
@@ -118,12 +98,12 @@ def measure(report: Report, stack: Stack, bare: GunicornServer, seconds: int) ->
         except urllib.error.HTTPError as exc:
             headers = exc.headers
         missing += [f"{path}: {h}" for h in SECURITY_HEADERS if h not in headers]
-    report.promise(not missing, f"security headers present in all responses checked {missing or ''}")
+    report.check(not missing, f"security headers present in all responses checked {missing or ''}")
 
     ab = run_ab(url + "/health/quick")
     report.say(f"ab -n 1000 -c 10 /health/quick: {ab['rps']:.0f} req/s, mean {ab['mean_ms']:.1f} ms, "
                f"failed {ab['failed']:.0f}, non-2xx {ab['non2xx']:.0f}")
-    report.promise(ab["rps"] >= 200 and ab["failed"] == 0 and ab["non2xx"] == 0,
+    report.check(ab["rps"] >= 200 and ab["failed"] == 0 and ab["non2xx"] == 0,
                    "ab /health/quick: 200+ requests per second with 0 failed requests")
 
     results = {}
@@ -141,7 +121,7 @@ def measure(report: Report, stack: Stack, bare: GunicornServer, seconds: int) ->
     report.say(f"bare endpoint: {plain_command(bare)}; ratio /health/quick / bare: {ratio:.2f} "
                f"(target >= {TARGET_QUICK_RATIO}: {'met' if ratio >= TARGET_QUICK_RATIO else 'NOT met'}; "
                f"load average {os.getloadavg()[0]:.1f})")
-    report.promise(results["dashboard page /"]["errors"] == 0 and results["/health/quick"]["errors"] == 0,
+    report.check(results["dashboard page /"]["errors"] == 0 and results["/health/quick"]["errors"] == 0,
                    "100+ concurrent users without errors (dashboard page and /health/quick)")
 
     assert stack.server.proc is not None
@@ -155,7 +135,7 @@ def measure(report: Report, stack: Stack, bare: GunicornServer, seconds: int) ->
     total_uss = sum(r[2] for r in rows) + master.uss / 2**20
     report.say(f"total with master: RSS {total_rss:.1f} MB (counts shared pages per process), "
                f"USS {total_uss:.1f} MB; workers: {len(rows)}")
-    report.promise(total_uss < 0.85 * MEMORY_LIMIT_MB,
+    report.check(total_uss < 0.85 * MEMORY_LIMIT_MB,
                    f"memory stays under 85% of {MEMORY_LIMIT_MB} MB (USS total {total_uss:.0f} MB)")
 
 

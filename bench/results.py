@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
@@ -42,3 +43,27 @@ def wait_for_quiet(limit_seconds: float = 120.0) -> float:
     while os.getloadavg()[0] >= cores and time.monotonic() < deadline:
         time.sleep(5)
     return os.getloadavg()[0]
+
+
+@dataclass
+class Report:
+    """Printed figures and PASS/FAIL verdicts of one bench run, as written to RESULTS.md."""
+
+    lines: list[str] = field(default_factory=list)
+    broken: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        """Every check held."""
+        return not self.broken
+
+    def say(self, line: str) -> None:
+        """Print and keep a line."""
+        print(line, flush=True)
+        self.lines.append(line)
+
+    def check(self, ok: bool, text: str) -> None:
+        """Record a verdict (``PASS``/``FAIL`` and ``text``)."""
+        self.say(f"{'PASS' if ok else 'FAIL'}  {text}")
+        if not ok:
+            self.broken.append(text)

@@ -81,7 +81,7 @@ import psutil
 
 from bench.loadgen import Load
 from bench.memory_cgroup import MemoryCgroup
-from bench.results import RESULTS, machine_line, write_section
+from bench.results import RESULTS, Report, machine_line, write_section
 from bench.stack import BEHIND_TLS_PROXY, Stack, start_stack
 
 HERE = Path(__file__).resolve().parent
@@ -268,29 +268,11 @@ def growth_verdicts(samples: list[dict[str, float]], seconds: float) -> list[tup
 
 
 @dataclass
-class SoakResult:
+class SoakResult(Report):
     """Figures, verdicts and the time series of one soak."""
 
-    lines: list[str] = field(default_factory=list)
-    broken: list[str] = field(default_factory=list)
     samples: list[dict[str, float]] = field(default_factory=list)
     events: list[tuple[float, str]] = field(default_factory=list)
-
-    @property
-    def passed(self) -> bool:
-        """Every check held."""
-        return not self.broken
-
-    def say(self, line: str) -> None:
-        """Print and keep a line."""
-        print(line, flush=True)
-        self.lines.append(line)
-
-    def check(self, ok: bool, text: str) -> None:
-        """Record a verdict."""
-        self.say(f"{'PASS' if ok else 'FAIL'}  {text}")
-        if not ok:
-            self.broken.append(text)
 
 
 def period_for(seconds: float) -> float:

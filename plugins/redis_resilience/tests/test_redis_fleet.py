@@ -14,7 +14,7 @@ from stevedores_redis_resilience.health import redis_check
 from stevedores_redis_resilience.sentinel import SentinelTarget, parse_sentinel_url
 
 from stevedores import get_service
-from stevedores.testing import free_port, require_service
+from stevedores.testing import free_port, require_service, stop_process
 
 PLUGIN = ["redis_resilience"]
 
@@ -178,7 +178,7 @@ def tls_redis(tmp_path: Any) -> Iterator[tuple[int, str]]:
     proc = subprocess.Popen([binary, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--tls-cert-file", "server.crt", "--tls-key-file", "server.key", "--tls-ca-cert-file",
                              "ca.crt", "--tls-auth-clients", "no", "--dir", str(tmp_path)],
-                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
@@ -189,8 +189,7 @@ def tls_redis(tmp_path: Any) -> Iterator[tuple[int, str]]:
                 time.sleep(0.05)
         yield port, str(tmp_path / "ca.crt")
     finally:
-        proc.terminate()
-        proc.wait(10)
+        stop_process(proc, timeout=10)
 
 
 @pytest.mark.timeout(60)
