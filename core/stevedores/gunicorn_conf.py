@@ -7,6 +7,7 @@ from the worker-sizing hooks (see ``stevedores workers``); server hooks are forw
 
 import os
 
+from stevedores.access_log import access_logger_class
 from stevedores.logs import ACCESS_LOG_FORMAT, gunicorn_logconfig
 from stevedores.server import GunicornPlan, hide_server_header
 
@@ -29,6 +30,8 @@ accesslog = "-"
 errorlog = "-"
 logconfig_dict = gunicorn_logconfig(_config)  # gunicorn's lines in the app's one-line format
 access_log_format = ACCESS_LOG_FORMAT
+# Gunicorn's logger, with a cheaper access line and no line for a successful probe (stevedores.access_log).
+logger_class = access_logger_class(_config["ACCESS_LOG_INFRASTRUCTURE"])
 # gunicorn's sendfile() path never adds to the response's byte count, so every static file was
 # logged as 0 bytes; our static files are a few KB, where zero-copy saves nothing measurable.
 sendfile = False

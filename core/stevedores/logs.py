@@ -36,8 +36,13 @@ class OneLineFormatter(logging.Formatter):
         self.secrets = secrets_to_redact(secrets)
 
     def format(self, record: logging.LogRecord) -> str:
-        line = super().format(record).replace("\r", "").replace("\n", " | ")
-        return redact(line, self.secrets)
+        """The finished line; made once per record, though both handlers (stderr, LOG_FILE) ask."""
+        made = record.__dict__.get("_stevedores_line")
+        if made is not None and made[0] is self:
+            return made[1]
+        line = redact(super().format(record).replace("\r", "").replace("\n", " | "), self.secrets)
+        record._stevedores_line = (self, line)  # type: ignore[attr-defined]
+        return line
 
 
 def configure_logging(config: Config) -> None:

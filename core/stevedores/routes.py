@@ -14,7 +14,9 @@ from flask import current_app, request
 F = TypeVar("F", bound=Callable[..., Any])
 
 _MARK = "_stevedores_infrastructure"
-_ENVIRON_KEY = "stevedores.infrastructure"  # the answer for the current request, asked many times
+#: The answer for the current request (asked many times); gunicorn's access log reads it after the
+#: response (stevedores.access_log). WSGI middleware answering an infrastructure route itself sets it.
+INFRASTRUCTURE_ENVIRON_KEY = "stevedores.infrastructure"
 
 #: WSGI middleware that answers a request itself, below Flask, puts the route pattern it
 #: served here, so that measuring middleware can still label the request.
@@ -32,9 +34,9 @@ def is_infrastructure(endpoint: str | None = None) -> bool:
     if endpoint is not None:
         return _marked(endpoint)
     environ = request.environ
-    answer = environ.get(_ENVIRON_KEY)
+    answer = environ.get(INFRASTRUCTURE_ENVIRON_KEY)
     if answer is None:
-        answer = environ[_ENVIRON_KEY] = _marked(request.endpoint)
+        answer = environ[INFRASTRUCTURE_ENVIRON_KEY] = _marked(request.endpoint)
     return answer
 
 

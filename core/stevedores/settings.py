@@ -374,6 +374,9 @@ CORE_SETTINGS: tuple[Setting, ...] = (
     Setting("LOG_LEVEL", Choice("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"), "INFO", "Log level."),
     Setting("LOG_FILE", Str(), "logs/stevedores_dashboard.log",
             "Log file beside stderr, rotated safely across workers; 'none' for stderr only."),
+    Setting("ACCESS_LOG_INFRASTRUCTURE", Bool(), False,
+            "Write access-log lines for successful (status < 400) requests to infrastructure routes "
+            "(health probes, /health, /metrics) too; failed ones are always logged."),
     Setting("LOG_MAX_BYTES", Int(min=1024), 10 * 1024 * 1024, "Size at which the log file rotates."),
     Setting("LOG_BACKUP_COUNT", Int(min=0, max=100), 5, "Rotated log files kept."),
     Setting("STEVEDORES_PLUGINS", Csv(), (), "Allow-list of plugin names to load (empty: all installed)."),

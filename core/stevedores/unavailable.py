@@ -28,6 +28,7 @@ from sqlalchemy import exc as sa_exc
 from werkzeug.exceptions import ServiceUnavailable
 
 from .database import NoAnswer
+from .routes import is_infrastructure
 
 log = logging.getLogger("stevedores.unavailable")
 
@@ -43,7 +44,14 @@ _DATABASE_MESSAGE = ("The database is out of reach or did not answer in time. No
 
 
 class DashboardFlask(Flask):
-    """Flask with one retry of an idempotent request whose database connection dropped."""
+    """Flask with one retry of an idempotent request whose database connection dropped, which
+    records for every request whether it is an infrastructure route (gunicorn's access log
+    reads that after the response: ``stevedores.access_log``)."""
+
+    def full_dispatch_request(self) -> Any:
+        """Flask's, after noting in the environ whether the route is infrastructure."""
+        is_infrastructure()
+        return super().full_dispatch_request()
 
     def dispatch_request(self) -> Any:
         """Run the view; on a dropped connection during a GET/HEAD, run it once more."""

@@ -15,7 +15,7 @@ from http import HTTPStatus
 from typing import Any, Callable
 
 from stevedores import Middleware, is_draining
-from stevedores.routes import ROUTE_ENVIRON_KEY
+from stevedores.routes import INFRASTRUCTURE_ENVIRON_KEY, ROUTE_ENVIRON_KEY
 
 from .snapshot import QuickSnapshot
 
@@ -39,6 +39,7 @@ def quick_probe_middleware(snapshot: QuickSnapshot) -> Middleware:
             body = report.quick_json_with_age(age)
             status = HTTPStatus(report.http_status)
             environ[ROUTE_ENVIRON_KEY] = QUICK_PATH
+            environ[INFRASTRUCTURE_ENVIRON_KEY] = True  # as the view is: the access log skips a 200
             start_response(f"{status.value} {status.phrase}", [
                 ("Content-Type", "application/json"), ("Content-Length", str(len(body))),
                 ("Cache-Control", "no-store"), ("Age", str(int(age))),
