@@ -19,6 +19,7 @@ from stevedores import Middleware, is_infrastructure
 
 from . import csp
 from .settings import under_exempt_path
+from .talisman_headers import TalismanHeaders
 
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
 REFERRER_POLICY = "strict-origin-when-cross-origin"
@@ -102,7 +103,7 @@ def skip_for_infrastructure(handler: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class Transport:
-    """HTTPS redirect (production, never for infrastructure routes) and HSTS on secure responses.
+    """HTTPS redirect (production, never for infrastructure routes); HSTS is the safety net's.
 
     The redirect goes to ``canonical_host`` (CANONICAL_HOST), never to the request's Host
     header: a redirect built from it sends a victim wherever a forged Host (or a cache keyed
@@ -130,12 +131,6 @@ class Transport:
         code = 301 if request.method in ("GET", "HEAD") else 308
         return redirect(target, code=code)
 
-    def add_hsts(self, response: Response) -> Response:
-        """after_request: HSTS for one year on secure responses in production."""
-        if self.production and request.is_secure:
-            response.headers["Strict-Transport-Security"] = HSTS_VALUE
-        return response
-
 
 def cache_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
     """The cache policy applied to a WSGI header list (returns a new list).
@@ -157,15 +152,18 @@ def cache_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 
 
 class HeaderSafetyNet:
-    """WSGI wrapper adding the baseline headers to any response that lacks them, and the
-    cache policy (:func:`cache_headers`) to every response.
+    """WSGI wrapper adding Talisman's headers with the request's nonce (``talisman``, when a nonce
+    was drawn: :mod:`stevedores_security.talisman_headers`), the baseline headers to any response
+    that lacks them, HSTS on secure responses in production, and the cache policy
+    (:func:`cache_headers`) to every response.
 
     Flask's after_request covers everything Flask serves; this covers responses made
     by other plugins' WSGI middleware and an after_request chain broken by an error.
     Being outermost of the security plugin's layers, it sees every response once.
     """
 
-    def __init__(self, policy: dict[str, str], production: bool) -> None:
+    def __init__(self, policy: dict[str, str], production: bool, talisman: TalismanHeaders | None = None) -> None:
+        self.talisman = talisman
         self.baseline = [
             ("Content-Security-Policy", csp.render(policy)),
             ("X-Frame-Options", "DENY"),
@@ -181,6 +179,8 @@ class HeaderSafetyNet:
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
                 headers = cache_headers(headers)
+                if self.talisman is not None:
+                    headers = self.talisman.apply(environ, headers)
                 present = {name.lower() for name, _ in headers}
                 headers = headers + [(n, v) for n, v in self.baseline if n.lower() not in present]
                 if (self.production and environ.get("wsgi.url_scheme") == "https"

@@ -26,6 +26,7 @@ from .health import RateLimiterCheck, SecurityCheck
 from .instance_windows import instance_windows_from_environment, server_directory
 from .limiting import RateLimits
 from .settings import SETTINGS
+from .talisman_headers import TalismanHeaders
 
 EXTENSION = "stevedores_security"
 
@@ -36,7 +37,7 @@ class SecurityState:
 
     policy: dict[str, str]
     production: bool
-    talisman_handlers: tuple[list[Any], list[Any]]
+    talisman_headers: TalismanHeaders
     limiter_handlers: tuple[list[Any], list[Any]]
     rate_limits: RateLimits
     counter: ResilientCounter
@@ -91,33 +92,37 @@ def stevedores_startup(app: Flask, config: Config) -> None:
                                lambda storage, _reason: report_storage(telemetry, storage),
                                fallback=instance_windows_from_environment())
     report_storage(telemetry, counter.storage_in_use)
+    made: list[Any] = []
+    talisman_handlers = adopt_request_handlers(app, lambda a: made.append(init_talisman(a, policy, production)))
+    talisman_headers = TalismanHeaders(app, made[0], talisman_handlers)
     app.extensions[EXTENSION] = SecurityState(
         policy=policy,
         production=production,
-        talisman_handlers=adopt_request_handlers(app, lambda a: init_talisman(a, policy, production)),
+        talisman_headers=talisman_headers,
         limiter_handlers=adopt_request_handlers(app, lambda a: rate_limits.bind(a, counter)),
         rate_limits=rate_limits,
         counter=counter,
         transport=Transport(production, config["SECURITY_EXEMPT_PATHS"], config.get("CANONICAL_HOST")),
-        safety_net=HeaderSafetyNet(policy, production),
+        safety_net=HeaderSafetyNet(policy, production, talisman_headers),
     )
 
 
 @hookimpl
 def stevedores_middleware(app: Flask) -> list[Middleware]:
-    """HTTPS (50), header safety net (60), Talisman (100+), RateLimit headers and app-wide limits (299),
-    the views' own limits (300+).
+    """HTTPS (50), header safety net (60, which also writes HSTS and Talisman's headers), Talisman's
+    nonce (100), RateLimit headers and app-wide limits (299), the views' own limits (300+).
 
-    Talisman's and the limiter's own handlers are handed to the core one by one, in their
-    registration order. Infrastructure routes skip them entirely: the safety net gives
-    them the precomputed baseline headers.
+    The limiter's own handlers are handed to the core one by one, in their registration order;
+    Talisman's run through :class:`TalismanHeaders` (rendered once, Talisman's own handlers for a
+    view with options of its own). Infrastructure routes skip them entirely: the safety net
+    gives them the precomputed baseline headers.
     """
     state: SecurityState = app.extensions[EXTENSION]
     return [
-        Middleware("https", order=50, before_request=state.transport.redirect_to_https,
-                   after_request=state.transport.add_hsts),
+        Middleware("https", order=50, before_request=state.transport.redirect_to_https),
         Middleware("header-safety-net", order=60, wsgi=state.safety_net.wrap),
-        *adopted_middleware("talisman", 100, state.talisman_handlers),
+        Middleware("talisman", order=100, before_request=skip_for_infrastructure(state.talisman_headers.before_request),
+                   after_request=skip_for_infrastructure(state.talisman_headers.after_request)),
         # Outside the limiter's own handlers: its after_request runs once theirs are done.
         Middleware("rate-limit-headers", order=299,
                    after_request=skip_for_infrastructure(state.rate_limits.add_headers)),

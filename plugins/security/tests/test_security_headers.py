@@ -7,6 +7,7 @@ from typing import Any, Callable
 from urllib.parse import urlsplit
 
 import pytest
+from flask import render_template_string, request
 from security_helpers import ProbePlugin, assert_security_headers, nonce_of
 from stevedores_security import csp
 
@@ -52,16 +53,15 @@ def test_every_route_and_error_response_carries_the_headers(make_stevedores_app:
 
 def test_nonce_is_fresh_per_request_and_given_to_templates(make_stevedores_app: Callable) -> None:
     app = make_stevedores_app(plugins=["security"], env={"WEB_WORKERS": "1"})
+    app.add_url_rule("/nonce", "nonce", lambda: render_template_string("{{ csp_nonce() }}"))
     client = app.test_client()
     first = client.get("/").headers["Content-Security-Policy"]
     second = client.get("/").headers["Content-Security-Policy"]
     assert nonce_of(first, "script-src") and nonce_of(first, "script-src") == nonce_of(first, "style-src")
     assert nonce_of(first, "script-src") != nonce_of(second, "script-src")
     assert "'unsafe-inline' https://cdn.jsdelivr.net" in first and "img-src 'self' data: https:" in first
-    with app.test_request_context("/"):
-        app.preprocess_request()
-        rendered = app.jinja_env.from_string("{{ csp_nonce() }}").render()
-        header = app.process_response(app.make_response("x")).headers["Content-Security-Policy"]
+    response = client.get("/nonce")  # the headers are written as the response starts (TalismanHeaders)
+    rendered, header = response.get_data(as_text=True), response.headers["Content-Security-Policy"]
     assert rendered and rendered == nonce_of(header, "script-src")
 
 
@@ -181,3 +181,28 @@ def test_dynamic_responses_are_never_stored_and_static_files_stay_cacheable(make
     static = client.get("/static/stevedores.css")
     assert static.status_code == 200 and static.headers.get("ETag")
     assert "no-store" not in static.headers["Cache-Control"] and "Pragma" not in static.headers
+
+
+def test_talismans_headers_are_written_as_talisman_renders_them_with_the_requests_nonce(
+        make_stevedores_app: Callable) -> None:
+    app = make_stevedores_app(plugins=["security"], env={"WEB_WORKERS": "1"})
+    talisman = app.extensions["stevedores_security"].talisman_headers.talisman
+
+    @app.get("/framed")
+    @talisman(frame_options="SAMEORIGIN")
+    def framed() -> str:  # a view with Talisman options of its own: Talisman's own handlers
+        return "framed"
+
+    client = app.test_client()
+    response = client.get("/")
+    nonce = nonce_of(response.headers["Content-Security-Policy"], "script-src")
+    with app.test_request_context("/.no-such-view"):
+        request.csp_nonce = nonce  # type: ignore[attr-defined]
+        own = talisman._set_response_headers(app.response_class())
+    rendered = [(name, value) for name, value in own.headers.items() if name not in ("Content-Type", "Content-Length")]
+    assert len(rendered) >= 4
+    for name, value in rendered:
+        assert response.headers.getlist(name) == [value], name
+    framed_response = client.get("/framed")
+    assert framed_response.headers.getlist("X-Frame-Options") == ["SAMEORIGIN"]
+    assert nonce_of(framed_response.headers["Content-Security-Policy"], "script-src") not in ("", nonce)
