@@ -22,6 +22,8 @@ from .counting import APPLICATION_SCOPE, ResilientCounter
 from .settings import under_exempt_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Whether the current request's view has limits of its own (RateLimits.limited_view), per request.
+_LIMITED_VIEW_KEY = "stevedores.security.limited_view"
 
 
 def client_address() -> str:
@@ -122,15 +124,26 @@ class RateLimits:
         self.limiter.counter = counter
         self.limiter.init_app(app)
 
-    def only_for_limited_views(self, handler: Callable[[], Any]) -> Callable[[], Any]:
-        """Wrap flask-limiter's before_request: run it only for views decorated by :meth:`limit`
-        (for any other view it would resolve no limit at all)."""
+    def only_for_limited_views(self, handler: Callable[..., Any]) -> Callable[..., Any]:
+        """Wrap one of flask-limiter's handlers (before_request, or after_request, which takes and
+        returns the response): run it only for views decorated by :meth:`limit` (for any other view
+        it would resolve no limit at all, and there is no conditional deduction to make)."""
 
-        def check() -> Any:
-            view = current_app.view_functions.get(request.endpoint or "")
-            return handler() if view is not None and view in self._limited_views else None
+        def check(*response: Any) -> Any:
+            if self.limited_view():
+                return handler(*response)
+            return response[0] if response else None
 
         return check
+
+    def limited_view(self) -> bool:
+        """True when the current request's view has limits of its own (:meth:`limit`); asked once per request."""
+        environ = request.environ
+        answer = environ.get(_LIMITED_VIEW_KEY)
+        if answer is None:
+            view = current_app.view_functions.get(request.endpoint or "")
+            answer = environ[_LIMITED_VIEW_KEY] = view is not None and view in self._limited_views
+        return answer
 
     def check_app_limits(self) -> Response | None:
         """before_request: count this request against every app-wide limit of its client (one
@@ -182,7 +195,7 @@ class RateLimits:
         the smallest one.
         """
         counter = self.limiter.counter
-        current = self.limiter.current_limit if self.limiter.initialized else None
+        current = self.limiter.current_limit if self.limiter.initialized and self.limited_view() else None
         app_limit = g.get("_stevedores_app_limit")
         if current is not None and (current.breached or not current.shared or app_limit is None):
             item, reset_at, remaining = current.limit, current.reset_at, current.remaining
@@ -194,10 +207,9 @@ class RateLimits:
             return response
         reset = max(0, math.ceil(reset_at - time.time()))
         amount = counter.enforced_amount(item) if counter is not None else item.amount
-        response.headers["RateLimit-Limit"] = str(amount)
-        response.headers["RateLimit-Remaining"] = str(remaining)
-        response.headers["RateLimit-Reset"] = str(reset)
-        response.headers["RateLimit-Policy"] = f"{amount};w={item.get_expiry()}"
+        response.headers.extend((("RateLimit-Limit", str(amount)), ("RateLimit-Remaining", str(remaining)),
+                                 ("RateLimit-Reset", str(reset)),
+                                 ("RateLimit-Policy", f"{amount};w={item.get_expiry()}")))
         if response.status_code == 429 and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(max(1, reset))
         return response

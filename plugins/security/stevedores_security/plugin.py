@@ -129,7 +129,7 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
         Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits),
         *adopted_middleware("rate-limits", 300, (
             [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[0]],
-            state.limiter_handlers[1])),
+            [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[1]])),
     ]
 
 
