@@ -52,16 +52,7 @@ def build_engine(config: Config) -> Engine:
     answer_timeout = statement_timeout + ANSWER_GRACE_SECONDS
     engine = create_engine(
         url, pool_pre_ping=True, pool_size=config["DB_POOL_SIZE"], max_overflow=config["DB_MAX_OVERFLOW"],
-        pool_recycle=1800, pool_timeout=config["DATABASE_POOL_TIMEOUT"],
-        connect_args={
-            "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
-            "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
-            # A peer that vanished without a reset (a frozen network): the kernel gives up on an idle
-            # pooled connection after 10 + 3 x 5 s of unanswered keepalives, and on unacknowledged
-            # data after the answer timeout, instead of TCP's ~15 minutes of retransmissions.
-            "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
-            "tcp_user_timeout": round(answer_timeout * 1000),
-        },
+        pool_recycle=1800, pool_timeout=config["DATABASE_POOL_TIMEOUT"], connect_args=postgres_connect_args(config),
     )
     if url.get_driver_name() == "psycopg":
         event.listen(engine, "do_connect", _bounded_connect(answer_timeout))
@@ -72,6 +63,25 @@ def build_engine(config: Config) -> Engine:
 
 #: Seconds the client waits for an answer beyond the statement timeout before it drops the connection.
 ANSWER_GRACE_SECONDS = 1.0
+
+
+def postgres_connect_args(config: Config) -> dict[str, Any]:
+    """The libpq connection parameters of every PostgreSQL connection of the engine (psycopg keywords):
+    the connect timeout, the statement timeout, TCP keepalives and ``tcp_user_timeout`` (ms).
+
+    Public so that a plugin opening a connection of its own beside the pool (the operations
+    plugin's LISTEN connection) bounds its waits the same way.
+    """
+    statement_timeout = config["DATABASE_STATEMENT_TIMEOUT"]
+    return {
+        "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
+        "options": f"-c statement_timeout={round(statement_timeout * 1000)}",
+        # A peer that vanished without a reset (a frozen network): the kernel gives up on an idle
+        # pooled connection after 10 + 3 x 5 s of unanswered keepalives, and on unacknowledged
+        # data after the answer timeout, instead of TCP's ~15 minutes of retransmissions.
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+        "tcp_user_timeout": round((statement_timeout + ANSWER_GRACE_SECONDS) * 1000),
+    }
 
 
 class NoAnswer(psycopg.OperationalError):
