@@ -19,7 +19,7 @@ def count(app: Any, table: Any) -> int:
 def test_schema_is_migrated_at_start_up(ops_app: Any) -> None:
     from stevedores_operations.migrate import current_revision, head_revision
 
-    assert current_revision(ops_app.extensions["stevedores"].engine) == head_revision() == "0004_session_epoch"
+    assert current_revision(ops_app.extensions["stevedores"].engine) == head_revision() == "0005_change_notifications"
 
 
 def test_lifecycle_moves_forward_only_each_step_timestamped(ops_app: Any, tokens: dict, ops: Any) -> None:

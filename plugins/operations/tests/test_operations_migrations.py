@@ -53,7 +53,7 @@ def test_upgrade_from_the_previous_revision_keeps_data(empty_database: Any) -> N
                 "INSERT INTO operations_tallies (vessel_call_id, direction, units, shift, zone, clerk, tallied_at, "
                 "idempotency_key) VALUES (:id, 'discharged', :units, '06:00-14:00', 'A1', 'old', :t, :key)"),
                 {"id": call_id, "units": 3 * call_id, "t": "2026-05-01 07:00:00", "key": f"k{call_id}"})
-    assert upgrade(empty_database) == ("0001_initial", "0004_session_epoch")
+    assert upgrade(empty_database) == ("0001_initial", "0005_change_notifications")
     with empty_database.connect() as conn:
         rows = conn.execute(text("SELECT vessel_call_id, units, category, clerk FROM operations_tallies "
                                  "ORDER BY vessel_call_id")).all()
@@ -112,7 +112,7 @@ def cli(tmp_path: Path, *args: str, stdin: str = "", **env: str) -> subprocess.C
 
 def test_cli_db_upgrade_users_and_demo_data(tmp_path: Path) -> None:
     upgraded = cli(tmp_path, "db", "upgrade", OPERATIONS_AUTO_MIGRATE="0")
-    assert upgraded.returncode == 0 and "empty -> 0004_session_epoch" in upgraded.stdout, upgraded.stderr
+    assert upgraded.returncode == 0 and "empty -> 0005_change_notifications" in upgraded.stdout, upgraded.stderr
     created = cli(tmp_path, "users", "create", "Bob", "--role", "manager", "--password-stdin", "--token",
                   stdin="a long enough password\n")
     assert created.returncode == 0 and "created manager bob" in created.stdout, created.stderr
