@@ -20,6 +20,7 @@ from flask import Flask, abort, current_app, g, request, session
 from sqlalchemy.engine import Engine
 
 from .accounts import account_name, hash_token, session_account, user_for_token
+from .changes import ChangeListener
 from .store import Clerk
 from .summary import SummaryCache
 from .vessel_views import VesselViews
@@ -61,6 +62,8 @@ class OperationsState:
     #: The last dashboard rendered for a visitor without a session: (summary JSON, HTML, ETag or None).
     #: Per process.
     anonymous_page: tuple[str, str, str | None] | None = None
+    #: This process's change listener (changes.py); None on SQLite or with OPERATIONS_CHANGE_NOTIFICATIONS=off.
+    changes: ChangeListener | None = None
 
     @property
     def engine(self) -> Engine:

@@ -11,6 +11,7 @@ from typing import Any, Iterator, Sequence
 from sqlalchemy import func, insert, select
 from sqlalchemy.engine import Connection, Engine
 
+from .changes import announce_change, announces_change
 from .domain import DEFAULT_SHIFTS, STATUSES, current_shift, timestamp_column, utcnow
 from .locks import exclusive
 from .tables import tallies, vessel_calls
@@ -38,6 +39,7 @@ def has_data(engine: Engine | Connection) -> bool:
         return bool(conn.execute(select(func.count()).select_from(vessel_calls)).scalar())
 
 
+@announces_change
 def load_demo_once(engine: Engine, force: bool = False) -> tuple[int, int] | None:
     """Load the sample unless vessel calls exist (``force``: anyway); None when nothing was loaded.
 
@@ -51,7 +53,11 @@ def load_demo_once(engine: Engine, force: bool = False) -> tuple[int, int] | Non
 
 
 def load_demo(engine: Engine | Connection, now: datetime | None = None, seed: int = 7) -> tuple[int, int]:
-    """Insert the sample in one transaction (or in the given connection's); returns (vessel calls, tallies)."""
+    """Insert the sample in one transaction (or in the given connection's); returns (vessel calls, tallies).
+
+    Announces the change when it committed itself; in the caller's transaction the caller announces
+    it after the commit (``load_demo_once``).
+    """
     now = now or utcnow()
     rng = random.Random(seed)
     n_tallies = 0
@@ -74,6 +80,8 @@ def load_demo(engine: Engine | Connection, now: datetime | None = None, seed: in
                 if rows:
                     conn.execute(insert(tallies), rows)
                 n_tallies += len(rows)
+    if not isinstance(engine, Connection):
+        announce_change()
     return len(CALLS), n_tallies
 
 

@@ -10,16 +10,21 @@ from flask import Flask
 from sqlalchemy import func, select
 from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
-from stevedores import Bool, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
+from stevedores import Bool, Choice, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
 from stevedores.contracts import RateLimitsService
+from stevedores.database import postgres_connect_args
+from stevedores.forking import renew_in_children
+from stevedores.runtime import Runtime
 from stevedores.settings import RateLimit
 
+from .changes import ChangeListener, no_version
 from .context import OperationsState, login_account_key
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
 from .schema_gate import SchemaGate
 from .summary import SummaryCache
 from .tables import tallies, vessel_calls
 from .validation import register_converters
+from .vessel_views import VesselViews
 
 log = logging.getLogger("stevedores.operations")
 
@@ -46,6 +51,10 @@ def stevedores_settings() -> list[Setting]:
         Setting("OPERATIONS_BERTHS", Csv(), (), "Berths always listed on the dashboard, even when free."),
         Setting("OPERATIONS_DASHBOARD_REFRESH_SECONDS", Int(min=0, max=3600), 30,
                 "Seconds after which the dashboard reloads itself (a wall screen); 0: never."),
+        Setting("OPERATIONS_CHANGE_NOTIFICATIONS", Choice("auto", "off"), "auto",
+                "auto: with PostgreSQL, each worker LISTENs for changes (one more connection per worker) and "
+                "pages skip the 'has anything changed?' query while nothing has; off: that query on every page "
+                "(a pooler in transaction mode, which drops notifications)."),
     ]
 
 
@@ -79,11 +88,14 @@ def stevedores_startup(app: Flask, config: Any) -> None:
             log.error("%s; pages and API answer 503 until then", schema.problem)
     except (OperationalError, InterfaceError, TimeoutError) as exc:  # out of reach: requests check again
         log.error("operations schema not checked, the database is out of reach (%s)", type(exc).__name__)
+    changes = _change_listener(runtime, config)
+    version = changes.version if changes is not None else no_version
     summary = SummaryCache(lambda: runtime.engine, get_service(app, "cache"),
                            config["OPERATIONS_SUMMARY_CACHE_SECONDS"], config["OPERATIONS_SHIFT_STARTS"],
-                           config["OPERATIONS_BERTHS"])
+                           config["OPERATIONS_BERTHS"], version)
     app.extensions["operations"] = OperationsState(lambda: runtime.engine, summary, config["OPERATIONS_SHIFT_STARTS"],
-                                                   config["OPERATIONS_STALE_TALLY_MINUTES"])
+                                                   config["OPERATIONS_STALE_TALLY_MINUTES"],
+                                                   vessel_views=VesselViews(version=version), changes=changes)
     login_limits = [
         _limit(app, config["OPERATIONS_LOGIN_RATE_LIMIT"], "operations-login", deduct_when=_failed_login),
         _limit(app, config["OPERATIONS_ACCOUNT_LOGIN_RATE_LIMIT"], "operations-login-account",
@@ -96,6 +108,41 @@ def stevedores_startup(app: Flask, config: Any) -> None:
         blueprint.before_request(gate.guard)  # 503 while the schema is behind (schema_gate.py)
         app.register_blueprint(blueprint)
     app.jinja_env.globals["operations_refresh_seconds"] = config["OPERATIONS_DASHBOARD_REFRESH_SECONDS"]
+
+
+def _change_listener(runtime: Runtime, config: Any) -> ChangeListener | None:
+    """The change listener on PostgreSQL (psycopg) unless OPERATIONS_CHANGE_NOTIFICATIONS is off; else None.
+
+    Built here (in the gunicorn master with ``preload_app``), started per process by
+    ``stevedores_worker_started``: a process that never serves (the master, a CLI command) opens no
+    connection for it, and neither does the Flask test client (requests then query, as on SQLite), so
+    tests that write behind the app's back keep their immediate answers.
+    """
+    engine = runtime.engine
+    if config["OPERATIONS_CHANGE_NOTIFICATIONS"] == "off" or engine.dialect.name != "postgresql" \
+            or engine.dialect.driver != "psycopg":
+        return None
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    params.pop("context", None)  # SQLAlchemy's type adapters: a plain connection needs none
+    listener = ChangeListener({**params, **postgres_connect_args(config)})
+    renew_in_children(listener)
+    return listener
+
+
+@hookimpl
+def stevedores_worker_started(app: Flask, worker: Any) -> None:
+    """Start this process's change listener (a gunicorn worker after fork, or ``serve --dev``)."""
+    changes = app.extensions["operations"].changes if "operations" in app.extensions else None
+    if changes is not None:
+        changes.start(worker)
+
+
+@hookimpl
+def stevedores_shutdown(app: Flask) -> None:
+    """Stop this process's change listener and close its connection."""
+    changes = app.extensions["operations"].changes if "operations" in app.extensions else None
+    if changes is not None:
+        changes.stop()
 
 
 @hookimpl
@@ -140,7 +187,17 @@ def stevedores_health_checks(app: Flask, config: Any) -> list[HealthCheck]:
                         description="Minutes since the last tally on an active vessel"),
             HealthCheck("operations_schema", app.extensions["operations_schema"].health, critical=True, timeout=3.0,
                         description="The operations schema is at this code's revision (else pages and API 503)",
-                        public=("revision", "head", "problems"))]  # what an operator needs at a glance
+                        public=("revision", "head", "problems")),  # what an operator needs at a glance
+            HealthCheck("operations_changes", lambda: _changes_health(app), critical=False, timeout=1.0,
+                        description="This worker's change listener (pages skip their freshness query while it holds)")]
+
+
+def _changes_health(app: Flask) -> dict[str, Any]:
+    changes = app.extensions["operations"].changes
+    if changes is not None:
+        return changes.health()
+    return {"status": "healthy", "change_listener": "off", "change_contact_age_s": None, "change_notifications": 0,
+            "change_reconnects": 0, "change_backend_pid": None}
 
 
 @hookimpl

@@ -1,7 +1,9 @@
 """Reading and writing vessel calls and tallies, each write in one transaction.
 
 Nothing is half-written: every function that writes validates first, then writes
-inside ``engine.begin()``, so an error rolls the whole request back.
+inside ``engine.begin()``, so an error rolls the whole request back. Every function that
+writes announces the change after its commit (``changes.announces_change``): this
+instance's workers then skip no query on their next page.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from sqlalchemy import bindparam, func, insert, literal, select, true, update
 from sqlalchemy.engine import Connection, Engine, RowMapping
 from sqlalchemy.exc import IntegrityError
 
+from .changes import announces_change
 from .domain import (
     CATEGORIES,
     DEFAULT_SHIFTS,
@@ -180,6 +183,7 @@ def read_vessel_call(engine: Engine, call_id: int) -> dict[str, Any]:
     return vessel_call_json(row, tallied)
 
 
+@announces_change
 def create_vessel_call(engine: Engine, data: Mapping[str, Any], now: datetime | None = None) -> dict[str, Any]:
     """Validate and insert a vessel call; it starts ``expected``."""
     if "status" in data and data["status"] not in (None, "expected"):
@@ -192,6 +196,7 @@ def create_vessel_call(engine: Engine, data: Mapping[str, Any], now: datetime | 
         return vessel_call_json(get_vessel_call(conn, call_id), {})
 
 
+@announces_change
 def update_vessel_call(engine: Engine, call_id: int, data: Mapping[str, Any],
                        now: datetime | None = None) -> dict[str, Any]:
     """Change fields and/or move the status one step forward (timestamped), atomically.
@@ -220,6 +225,7 @@ def update_vessel_call(engine: Engine, call_id: int, data: Mapping[str, Any],
 # --- tallies --------------------------------------------------------------------------
 
 
+@announces_change
 def post_tally(engine: Engine, data: Mapping[str, Any], clerk: Clerk, *, vessel_call_id: int | None = None,
                now: datetime | None = None, shift_starts: Sequence[time] = DEFAULT_SHIFTS,
                ) -> tuple[dict[str, Any], bool]:

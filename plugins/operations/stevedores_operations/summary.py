@@ -15,7 +15,7 @@ import logging
 import threading
 from datetime import datetime, time, timedelta
 from time import monotonic
-from typing import Any, Sequence
+from typing import Any, Callable, Hashable, NamedTuple, Sequence
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
@@ -23,6 +23,7 @@ from sqlalchemy.exc import DBAPIError
 
 from stevedores.contracts import CacheService
 
+from .changes import no_version
 from .conditional import etag_of
 from .domain import (
     AT_BERTH,
@@ -185,15 +186,30 @@ def _berths(calls: Sequence[Any], configured: Sequence[str]) -> list[dict[str, A
     return rows
 
 
+class _Local(NamedTuple):
+    """This process's copy of the summary."""
+
+    expires: float  #: monotonic seconds
+    fingerprint: str
+    text: str  #: the summary's JSON
+    version: Hashable | None  #: the change signal's version taken before the fingerprint was read (changes.py)
+
+
 class SummaryCache:
-    """The cached summary: ``cache`` service (may be None), TTL in seconds, and the inputs."""
+    """The cached summary: ``cache`` service (may be None), TTL in seconds, and the inputs.
+
+    ``version``: the change signal (``changes.ChangeListener.version``, or a function answering
+    None where there is none): while it answers what it answered when this process's copy was
+    last checked, and the TTL holds, the copy is served without the fingerprint query.
+    """
 
     def __init__(self, engine_of: Any, cache: CacheService | None, ttl: int, shift_starts: Sequence[time],
-                 berths: Sequence[str]) -> None:
+                 berths: Sequence[str], version: Callable[[], Hashable | None] = no_version) -> None:
         self._engine_of, self.cache, self.ttl = engine_of, cache, ttl
         self.shift_starts, self.berths = shift_starts, berths
+        self._version = version
         self._computing = threading.Lock()
-        self._local: tuple[float, str, str] | None = None  # (monotonic expiry, fingerprint, JSON)
+        self._local: _Local | None = None
         self._etag: tuple[str, str] | None = None  # (JSON, its ETag)
 
     def get(self) -> dict[str, Any]:
@@ -212,33 +228,42 @@ class SummaryCache:
         return text, etag
 
     def get_json(self) -> str:
-        """The summary as the JSON text that is cached, for the data as it is now."""
+        """The summary as the JSON text that is cached, for the data as it is now.
+
+        No query at all while the change signal's version is the one this process's copy was
+        checked under and the TTL holds; otherwise the fingerprint query decides, as without a signal.
+        """
         if self.cache is None or self.ttl <= 0:
             return self._compute()
-        fingerprint = data_fingerprint(self._engine_of())
+        version = self._version()  # before the fingerprint: a write committing later makes a newer version
         local = self._local
-        if local is not None and local[0] > monotonic() and local[1] == fingerprint:
-            return local[2]
+        if version is not None and local is not None and local.version == version and local.expires > monotonic():
+            return local.text
+        fingerprint = data_fingerprint(self._engine_of())
+        if local is not None and local.expires > monotonic() and local.fingerprint == fingerprint:
+            if local.version != version:
+                self._local = local._replace(version=version)  # the data read after ``version`` is this copy's
+            return local.text
         key = f"{CACHE_KEY}:{fingerprint}"
-        cached = self._cached(key, fingerprint)
+        cached = self._cached(key, fingerprint, version)
         if cached is not None:
             return cached
         with self._computing:  # one thread per process computes; the others wait for it
-            cached = self._cached(key, fingerprint)
+            cached = self._cached(key, fingerprint, version)
             if cached is not None:
                 return cached
             text = self._compute()
             self.cache.set(key, text, ttl=self.ttl)
-            self._local = (monotonic() + self.ttl, fingerprint, text)
+            self._local = _Local(monotonic() + self.ttl, fingerprint, text, version)
             return text
 
-    def _cached(self, key: str, fingerprint: str) -> str | None:
+    def _cached(self, key: str, fingerprint: str, version: Hashable | None) -> str | None:
         cached = self.cache.get(key)
         if not cached:
             return None
         text = cached.decode() if isinstance(cached, bytes) else str(cached)
         if text.startswith("{"):
-            self._local = (monotonic() + self.ttl, fingerprint, text)
+            self._local = _Local(monotonic() + self.ttl, fingerprint, text, version)
             return text
         log.warning("ignoring an unreadable cached operations summary")
         return None

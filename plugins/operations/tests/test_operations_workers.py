@@ -1,4 +1,5 @@
-"""Every gunicorn worker sees a write on its next request, with Redis up and with Redis down.
+"""Every gunicorn worker sees a write on its next request, with Redis up and with Redis down; a write from
+outside the app within a short bound, also while the change listeners are killed and after they return.
 
 Real gunicorn (3 workers), the shared PostgreSQL (a database of the test's own) and a
 redis-server of the test's own. The test holds one keep-alive connection per worker (it
@@ -15,6 +16,7 @@ from typing import Callable
 
 import psutil
 import pytest
+from sqlalchemy.engine import make_url
 
 WORKERS = 3
 
@@ -123,3 +125,92 @@ def test_a_write_shows_on_every_workers_next_request_with_and_without_redis(
     check("Redis still down", 7, "fresh-3")
     for conn in conns.values():
         conn.close()
+
+
+def _listener_pids(url: str) -> set[int]:
+    """Backend pids of the workers' change listeners (changes.py) on the test's database."""
+    import psycopg
+    from stevedores_operations.changes import APPLICATION_NAME
+
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        return {pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = current_database() "
+                                               "AND application_name = %s", (APPLICATION_NAME,))}
+
+
+def _until(predicate: Callable[[], bool], timeout: float, failure: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, failure
+        time.sleep(0.05)
+
+
+def _psql(url: str, statement: str, *params: object) -> list[tuple]:
+    """A statement from outside the app (another instance, psql, a script) on its own connection."""
+    import psycopg
+
+    with psycopg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False),
+                         autocommit=True) as conn:
+        cursor = conn.execute(statement, params)
+        return cursor.fetchall() if cursor.description else []
+
+
+@pytest.mark.timeout(150)
+def test_a_write_from_outside_shows_on_every_worker_also_while_the_change_listeners_are_killed(
+        make_stevedores_app: Callable, stevedores_postgres_database: str, stevedores_gunicorn_server: Callable,
+        capsys: pytest.CaptureFixture) -> None:
+    """Without preload (the plugin is loaded by the master all the same, so the workers share the token) and
+    without Redis (each worker caches in its own memory): a tally inserted by a plain connection shows on
+    every worker within the signal's bound (polled; the delays are printed), and every later request serves
+    it; the same after ``pg_terminate_backend`` on every listener, and again once they have reconnected."""
+    from stevedores_operations.changes import VALID_SECONDS
+
+    url = stevedores_postgres_database
+    call_id, token = _prepare(make_stevedores_app, url)
+    server = stevedores_gunicorn_server(env={
+        "DATABASE_URL": url, "WEB_WORKERS": str(WORKERS), "RATE_LIMITS": "none", "GUNICORN_MAX_REQUESTS": "0",
+        "OPERATIONS_SUMMARY_CACHE_SECONDS": "60", "PRELOAD_APP": "false"}, ready_path="/health/live")
+    assert server.proc is not None
+    server.wait_for_workers(WORKERS, timeout=30)
+    conns = _connection_per_worker(server.proc.pid, server.port)
+    _until(lambda: len(_listener_pids(url)) == WORKERS, 20, f"listeners {_listener_pids(url)}\n{server.log()}")
+    units = _seen_by_every_worker(conns, call_id)[next(iter(conns))][0]
+
+    def outside_write(step: str, added: int) -> list[float]:
+        nonlocal units
+        old = _seen_by_every_worker(conns, call_id)  # cached again on every worker
+        _psql(url, "INSERT INTO operations_tallies (vessel_call_id, direction, category, units, shift, zone, clerk, "
+                   "tallied_at, idempotency_key) VALUES (%s, 'discharged', 'auto', %s, 'x', 'Z', 'psql', now(), %s)",
+              call_id, added, step)
+        written, units = time.monotonic(), units + added
+        delays: dict[int, float] = {}
+        while len(delays) < len(conns) and time.monotonic() - written < VALID_SECONDS:
+            for pid in set(conns) - set(delays):
+                status, body = _get(conns[pid], "/api/summary")
+                if next(c for c in json.loads(body)["calls"] if c["id"] == call_id)["tallied_total"] == units:
+                    delays[pid] = time.monotonic() - written
+        assert len(delays) == len(conns), f"{step}: shown on {sorted(delays)} of {sorted(conns)} within the bound"
+        seen = _seen_by_every_worker(conns, call_id)  # every later request serves it, pages included
+        assert {pid: s[0] for pid, s in seen.items()} == {pid: units for pid in conns}, step
+        for pid in conns:
+            assert seen[pid][1] != old[pid][1] and seen[pid][2] != old[pid][2], f"{step}: stale page on {pid}"
+        return sorted(delays.values())
+
+    listening = outside_write("listening", 2)
+    before = _listener_pids(url)
+    assert len(_psql(url, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid = ANY(%s)",
+                     list(before))) == WORKERS
+    killed = outside_write("listeners killed", 3)
+    _until(lambda: len(_listener_pids(url) - before) == WORKERS, 20, f"listeners never came back\n{server.log()}")
+    back = outside_write("listeners back", 4)
+    _post_tally(server.port, token, call_id, 5, "own-write")  # this instance's own write: the very next request
+    units += 5
+    assert {pid: s[0] for pid, s in _seen_by_every_worker(conns, call_id).items()} == {pid: units for pid in conns}
+    assert "change listener lost the database" in server.log()
+    assert "Traceback" not in server.log(), server.log()
+    for conn in conns.values():
+        conn.close()
+    with capsys.disabled():
+        print(f"\nunder gunicorn, outside write -> shown on each of {WORKERS} workers (ms): "
+              + "; ".join(f"{step} {', '.join(f'{d * 1000:.0f}' for d in delays)}" for step, delays in
+                          (("listening", listening), ("killed", killed), ("back", back))))
