@@ -256,7 +256,7 @@ class ChangeListener:
                         return
                     pause = RETRY_SECONDS[0]
                     self._listen(conn)
-            except psycopg.Error as exc:
+            except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure: each one is an outage
                 self._lost(exc)
             finally:
                 self.freshness.lost()
