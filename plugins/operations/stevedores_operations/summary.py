@@ -4,8 +4,10 @@ Computed with three aggregate queries and cached as JSON through the ``cache`` s
 (Redis when it answers, process memory otherwise) under a key that includes a fingerprint
 of the data: one cheap query per request tells whether anything changed, whichever
 process (or script) changed it, so the dashboard is never stale across workers, with or
-without Redis. Time-dependent figures (rates, projections) age at most the cache TTL.
-Without a cache service it is computed on every request.
+without Redis. With PostgreSQL that query is skipped while the change signal (changes.py)
+vouches that nothing changed since this process's copy was checked. Time-dependent figures
+(rates, projections) age at most the cache TTL. Without a cache service it is computed on
+every request.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def data_fingerprint(engine: Engine) -> str:
     Tallies are insert-only, so their highest id says it all (an index lookup, however
     many tallies there are); every change to a vessel call bumps its ``version``, and the
     vessel calls are few. One statement, one round trip, on every request of the dashboard
-    and ``/api/summary``: the database is the one thing every worker of every instance
-    shares, so a write anywhere shows on the next request everywhere, Redis or not.
+    and ``/api/summary`` that the change signal cannot spare (changes.py): the database is the
+    one thing every worker of every instance shares, so a write anywhere shows on the next
+    request everywhere, Redis or not.
 
     Sent through the pool's DB-API connection (pool checkout, pre-ping and timeouts as for
     any query; psycopg prepares it server-side after a few runs), not a SQLAlchemy
