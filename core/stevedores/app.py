@@ -57,10 +57,18 @@ def create_app(environ: Mapping[str, str] | None = None, *, load_entry_points: b
 
 
 class CachedSerializerSessions(SecureCookieSessionInterface):
-    """Flask's cookie sessions, with the signing serializer built once instead of per request."""
+    """Flask's cookie sessions, with the signing serializer built once instead of per request, and
+    no cookie parsing for a request that sends no cookie (Flask's answer then: a new empty session;
+    parsing the absent header cost ~5 % of an anonymous page's CPU in-process, cProfile)."""
 
     def __init__(self) -> None:
         self._serializer: tuple[object, object] | None = None
+
+    def open_session(self, app: Flask, request: Any) -> Any:
+        """Flask's, short-cut for a request without a Cookie header."""
+        if "HTTP_COOKIE" not in request.environ and self.get_signing_serializer(app) is not None:
+            return self.session_class()
+        return super().open_session(app, request)
 
     def get_signing_serializer(self, app: Flask):  # noqa: ANN201 - as in Flask
         """The serializer for the app's current secret key(s), cached while they do not change."""

@@ -33,7 +33,7 @@ def is_infrastructure(endpoint: str | None = None) -> bool:
     """True when ``endpoint`` (default: the current request's) is an infrastructure endpoint."""
     if endpoint is not None:
         return _marked(endpoint)
-    environ = request.environ
+    environ = request._get_current_object().environ  # type: ignore[attr-defined] - one proxy lookup, not two
     answer = environ.get(INFRASTRUCTURE_ENVIRON_KEY)
     if answer is None:
         answer = environ[INFRASTRUCTURE_ENVIRON_KEY] = _marked(request.endpoint)

@@ -122,7 +122,11 @@ class RateLimits:
         """Attach to ``app`` with ``counter`` as the storage strategy."""
         counter.batch(self.app_items)
         self.limiter.counter = counter
+        teardowns = app.teardown_request_funcs.setdefault(None, [])
+        known = list(teardowns)
         self.limiter.init_app(app)
+        # flask-limiter's teardown resets its per-request context: only views with limits have one.
+        teardowns[:] = [f if f in known else self.only_for_limited_views(f) for f in teardowns]
 
     def only_for_limited_views(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap one of flask-limiter's handlers (before_request, or after_request, which takes and
@@ -138,10 +142,11 @@ class RateLimits:
 
     def limited_view(self) -> bool:
         """True when the current request's view has limits of its own (:meth:`limit`); asked once per request."""
-        environ = request.environ
+        current = request._get_current_object()  # type: ignore[attr-defined] - one proxy lookup, not three
+        environ = current.environ
         answer = environ.get(_LIMITED_VIEW_KEY)
         if answer is None:
-            view = current_app.view_functions.get(request.endpoint or "")
+            view = current_app.view_functions.get(current.endpoint or "")
             answer = environ[_LIMITED_VIEW_KEY] = view is not None and view in self._limited_views
         return answer
 
