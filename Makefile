@@ -42,6 +42,7 @@ bench: $(VENV)/.test-installed
 	$(BIN)/python -m bench.bench_health
 	$(BIN)/python -m bench.bench_operations
 	$(BIN)/python -m bench.cpu_per_request --write
+	$(BIN)/python -m bench.instructions_per_request --write
 
 # Fault drills under load (DRILL_SECONDS=15 each by default): one instance, then the fleet.
 drills: $(VENV)/.test-installed

@@ -14,7 +14,7 @@ runs under ``valgrind --tool=callgrind --instr-atstart=no``; instrumentation is 
 Redis and PostgreSQL servers' instructions are not counted (their client side is). ``/bare`` is
 ``bench.bare_app`` (bare Flask) for scale.
 
-    .venv/bin/python -m bench.instructions_per_request [--requests 100] [PATH ...]
+    .venv/bin/python -m bench.instructions_per_request [--requests 100] [--write] [PATH ...]
 
 Needs valgrind (Debian's package); about 20 s per path. Paths may name ``N`` for a vessel call.
 """
@@ -134,6 +134,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("paths", nargs="*", default=list(DEFAULT_PATHS))
     parser.add_argument("--requests", type=int, default=100)
+    parser.add_argument("--write", action="store_true", help="write the figures to bench/RESULTS.md")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--flag", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -143,10 +144,18 @@ def main() -> int:
     if not (shutil.which("valgrind") and shutil.which("callgrind_control")):
         print("valgrind is not installed (apt-get install valgrind)", file=sys.stderr)
         return 2
+    from bench.results import machine_line, write_section
+
+    lines = [machine_line()]
+    print(lines[0], flush=True)
     with tempfile.TemporaryDirectory(prefix="bench-instr-") as tmp:
         for path in args.paths:
             per_request, status = measure(path, args.requests, Path(tmp))
-            print(f"{path:<16} {status:<8} {per_request:>11,} instructions per request", flush=True)
+            lines.append(f"{path:<16} {status:<8} {per_request:>11,} instructions per request")
+            print(lines[-1], flush=True)
+    if args.write:
+        write_section("Instructions per request (in-process)", "python -m bench.instructions_per_request --write",
+                      lines)
     return 0
 
 

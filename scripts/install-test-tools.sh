@@ -2,7 +2,8 @@
 # System tools the tests and benchmarks use: Debian's chromium (browser tests), apache2-utils
 # (ab), wrk (load), jq and curl (the troubleshooting commands of docs/deployment.md),
 # redis-server (tests that break their own Redis; `redis-server --sentinel` is the Sentinel),
-# haproxy (the fleet's balancer, deploy/haproxy.cfg) and openssl (its drill certificate). Each
+# haproxy (the fleet's balancer, deploy/haproxy.cfg), openssl (its drill certificate) and valgrind
+# (make bench's instructions per request). Each
 # missing one is installed with apt-get when we may; one that cannot be installed is reported
 # and the others still are. Tests needing a missing tool skip with a reason, and fail under CI=true.
 set -u
@@ -16,6 +17,7 @@ need jq jq
 need curl curl
 need haproxy haproxy
 need openssl openssl
+need valgrind valgrind
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null 2>&1; then
     echo "note: not installed (needs root and apt-get):$missing; tests needing them will skip" >&2
