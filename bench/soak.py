@@ -60,6 +60,7 @@ Writes the section "Soak" of bench/RESULTS.md and the plot bench/soak.png.
 from __future__ import annotations
 
 import argparse
+import http.client
 import math
 import os
 import re
@@ -164,11 +165,12 @@ def request(url: str, tally: Tally | None, t0: float, headers: dict[str, str] | 
     req = urllib.request.Request(url, data=data, headers={**BEHIND_TLS_PROXY, **(headers or {})})
     path = "/" + url.split("/", 3)[3] if url.count("/") >= 3 else "/"
     try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            status, body, got = response.status, response.read().decode(errors="replace"), response.headers
-    except urllib.error.HTTPError as exc:
-        status, body, got = exc.code, exc.read().decode(errors="replace"), exc.headers
-    except OSError as exc:
+        try:
+            with urllib.request.urlopen(req, timeout=30) as response:
+                status, body, got = response.status, response.read().decode(errors="replace"), response.headers
+        except urllib.error.HTTPError as exc:
+            status, body, got = exc.code, exc.read().decode(errors="replace"), exc.headers
+    except (OSError, http.client.HTTPException) as exc:  # reading a body can break too (IncompleteRead)
         if tally is not None:
             tally.record(time.monotonic() - t0, path, None, str(exc))
         return None, "", None
@@ -452,6 +454,7 @@ class LoginProbe:
         self.base, self.t0 = base, t0
         self.posts: dict[int, int] = {}  # status -> count
         self.pages: dict[int, int] = {}
+        self.last_attempt = 0.0  # seconds into the run of the last attempt (a probe that died stops early)
         self._stop = threading.Event()
 
     def stop(self) -> None:
@@ -473,6 +476,7 @@ class LoginProbe:
                                    "Content-Type": "application/x-www-form-urlencoded"}, form.encode())
             if status is not None:
                 self.posts[status] = self.posts.get(status, 0) + 1
+            self.last_attempt = time.monotonic() - self.t0
             n += 1
             self._stop.wait(1.0)
 
@@ -542,6 +546,8 @@ def judge(result: SoakResult, tally: Tally, probe: LoginProbe, before: dict[Any,
                                    f"empty Redis restart, {restarts}); statuses {probe.posts}"
                                    + ("" if attempts > LOGIN_LIMIT[0] else " (the probe was too slow to reach the "
                                                                           "limit on this machine)"))
+    result.check(probe.last_attempt >= seconds - 15, f"the login probe ran to the end: last attempt at "
+                                                     f"{probe.last_attempt:.0f} s of {seconds:.0f}")
     result.check(probe.pages.get(429, 0) == 0 and bool(probe.pages),
                  f"GET /login never refused: statuses {probe.pages}")
 
