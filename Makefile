@@ -37,12 +37,15 @@ $(VENV)/.test-installed: $(VENV)/.installed scripts/install-test-tools.sh
 	touch $@
 
 # The guide's promises measured on the real stack; writes bench/RESULTS.md.
+# Every benchmark runs; the target fails at the end if any of them missed its targets.
 bench: $(VENV)/.test-installed
-	$(BIN)/python -m bench.harness
-	$(BIN)/python -m bench.bench_health
-	$(BIN)/python -m bench.bench_operations
-	$(BIN)/python -m bench.cpu_per_request --write
-	$(BIN)/python -m bench.instructions_per_request --write
+	status=0; \
+	$(BIN)/python -m bench.harness || status=1; \
+	$(BIN)/python -m bench.bench_health || status=1; \
+	$(BIN)/python -m bench.bench_operations || status=1; \
+	$(BIN)/python -m bench.cpu_per_request --write || status=1; \
+	$(BIN)/python -m bench.instructions_per_request --write || status=1; \
+	exit $$status
 
 # Fault drills under load (DRILL_SECONDS=15 each by default): one instance, then the fleet.
 drills: $(VENV)/.test-installed
