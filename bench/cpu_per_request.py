@@ -27,10 +27,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.bench_operations import _prepare  # noqa: E402
 from bench.results import machine_line, write_section  # noqa: E402
-from bench.stack import BEHIND_TLS_PROXY, base_env  # noqa: E402
-from stevedores.testing import RedisServer, temporary_postgres_database  # noqa: E402
+from bench.stack import BEHIND_TLS_PROXY, call_wsgi, in_process_app  # noqa: E402
 
 
 def main() -> int:
@@ -45,24 +43,10 @@ def main() -> int:
     lines = [machine_line()]
     print(lines[0], flush=True)
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-cpu-") as tmp:
-        workdir = Path(tmp)
-        database_url = stack.enter_context(temporary_postgres_database("stevedores_bench"))
-        redis = RedisServer(workdir / "redis").start()
-        stack.callback(redis.stop)
-        _busy, page_call, _token = _prepare(database_url, workdir)
-        env = {**base_env(database_url, redis.url, workdir), "WEB_WORKERS": "1"}
-        from stevedores import create_app
-
-        app = create_app(env)
-        app.extensions["stevedores"].worker_started(app)  # as in a gunicorn worker (the change listener)
-        time.sleep(1.0)
+        app, page_call = in_process_app(stack, Path(tmp))
 
         def call(environ: dict[str, Any]) -> str:
-            status: list[str] = []
-            body = app(dict(environ), lambda s, _h, _e=None: status.append(s))
-            b"".join(body)
-            getattr(body, "close", lambda: None)()
-            return status[0]
+            return call_wsgi(app, environ)
 
         for path in ("/health/live", "/health/quick", "/", "/api/summary", f"/vessels/{page_call}", "/login"):
             environ = EnvironBuilder(path=path, headers=BEHIND_TLS_PROXY,
@@ -78,7 +62,6 @@ def main() -> int:
             line = f"{path:<16} {status:<8} {1e6 * best:>7.0f} µs CPU per request"
             print(line, flush=True)
             lines.append(line)
-        app.extensions["stevedores"].shutdown(app)
     if args.write:
         write_section("CPU per request (in-process)", "python -m bench.cpu_per_request --write", lines)
     return 0

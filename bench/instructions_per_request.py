@@ -41,34 +41,18 @@ def child(path: str, requests: int, flag: Path) -> None:
     """Under callgrind: build the app, warm up, print READY, wait for ``flag``, run, print DONE."""
     from werkzeug.test import EnvironBuilder
 
-    from bench.bench_operations import _prepare
-    from bench.stack import BEHIND_TLS_PROXY, base_env
-    from stevedores.testing import RedisServer, temporary_postgres_database
+    from bench.stack import BEHIND_TLS_PROXY, call_wsgi, in_process_app
 
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-instr-") as tmp:
-        workdir = Path(tmp)
-        database_url = stack.enter_context(temporary_postgres_database("stevedores_bench"))
-        redis = RedisServer(workdir / "redis").start()
-        stack.callback(redis.stop)
-        _busy, page_call, _token = _prepare(database_url, workdir)
+        app, page_call = in_process_app(stack, Path(tmp))
         if path == "/bare":
             from bench.bare_app import application as app
-        else:
-            from stevedores import create_app
-
-            app = create_app({**base_env(database_url, redis.url, workdir), "WEB_WORKERS": "1"})
-            runtime = app.extensions["stevedores"]
-            runtime.worker_started(app)  # as in a gunicorn worker: the plugins' threads (change listener)
-            stack.callback(runtime.shutdown, app)
-            time.sleep(1.0)
         environ = EnvironBuilder(path=path.replace("N", str(page_call)), headers=BEHIND_TLS_PROXY,
                                  environ_base={"REMOTE_ADDR": "127.0.0.1"}).get_environ()
         status: list[str] = []
 
         def call() -> None:
-            body = app(dict(environ), lambda s, _h, _e=None: status.append(s))
-            b"".join(body)
-            getattr(body, "close", lambda: None)()
+            status.append(call_wsgi(app, environ))
 
         for _ in range(50):
             call()

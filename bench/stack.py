@@ -8,10 +8,11 @@ import os
 import re
 import shutil
 import sys
+import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import psutil
 import tomllib
@@ -132,3 +133,34 @@ def start_plain_baseline(stack: ExitStack, workdir: Path, like: GunicornServer) 
 def plain_command(server: GunicornServer) -> str:
     """The baseline's command line as a user would type it."""
     return "gunicorn " + " ".join(server.args[3:])
+
+
+def in_process_app(stack: ExitStack, workdir: Path) -> tuple[Any, int]:
+    """The assembled app as a gunicorn worker serves it, to be called as a WSGI app in this process.
+
+    Production profile, every installed plugin, a PostgreSQL database and a redis-server of its
+    own (cleaned up by ``stack``) with the demo data; the worker start-up hooks have run (the change
+    listener), and the shutdown hooks run when ``stack`` closes. Returns (app, a vessel call id).
+    """
+    from bench.bench_operations import _prepare
+    from stevedores import create_app
+
+    database_url = stack.enter_context(temporary_postgres_database("stevedores_bench"))
+    redis = RedisServer(workdir / "redis").start()
+    stack.callback(redis.stop)
+    _busy, page_call, _token = _prepare(database_url, workdir)
+    app = create_app({**base_env(database_url, redis.url, workdir), "WEB_WORKERS": "1"})
+    runtime = app.extensions["stevedores"]
+    runtime.worker_started(app)
+    stack.callback(runtime.shutdown, app)
+    time.sleep(1.0)  # the change listener's first heartbeat
+    return app, page_call
+
+
+def call_wsgi(app: Any, environ: dict[str, Any]) -> str:
+    """One request to the WSGI ``app`` (a copy of ``environ``), body read and closed; its status line."""
+    status: list[str] = []
+    body = app(dict(environ), lambda s, _h, _e=None: status.append(s))
+    b"".join(body)
+    getattr(body, "close", lambda: None)()
+    return status[0]
