@@ -135,17 +135,18 @@ class ResilientCounter:
         more; it costs one store update (~20 µs) on these few routes, not on every page."""
         key = item.key_for(*identifiers)
 
-        def in_redis(client: Any) -> bool:
+        def in_redis(client: Any) -> int:
             count, ttl_ms = self._incr_script(client)(keys=[REDIS_PREFIX + key],
                                                       args=[cost, item.get_expiry(), item.amount], client=client)
             _remember_window(key, int(count), time.time() + int(ttl_ms) / 1000)
-            here = self._incr_fallback(key, item.get_expiry(), cost)
-            return int(count) <= item.amount and here <= item.amount
+            return int(count)
 
-        def in_memory() -> bool:
-            return self._incr_fallback(key, item.get_expiry(), cost) <= self.share(item)
-
-        return self._redis_or_memory(in_redis, in_memory)
+        counted = self._redis_or_memory(in_redis, lambda: None)
+        # Outside the Redis call: the store's own waits (its lock) must never count as Redis being slow.
+        here = self._incr_fallback(key, item.get_expiry(), cost)
+        if counted is None:
+            return here <= self.share(item)
+        return counted <= item.amount and here <= item.amount
 
     def _hit_batch(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
         """Count every app-wide limit for ``identifiers`` at the first hit of the request;
@@ -191,11 +192,11 @@ class ResilientCounter:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
         key = item.key_for(*identifiers)
 
-        def in_redis(client: Any) -> bool:  # the instance's own count too (see _hit_one)
-            counted = max(int(client.get(REDIS_PREFIX + key) or 0), self._get_fallback(key)[0])
-            return counted < item.amount - cost + 1
-
-        return self._redis_or_memory(in_redis, lambda: self._get_fallback(key)[0] < self.share(item) - cost + 1)
+        counted = self._redis_or_memory(lambda client: int(client.get(REDIS_PREFIX + key) or 0), lambda: None)
+        here = self._get_fallback(key)[0]  # the instance's own count too (see _hit_one), outside the Redis call
+        if counted is None:
+            return here < self.share(item) - cost + 1
+        return max(counted, here) < item.amount - cost + 1
 
     def get_window_stats(self, item: RateLimitItem, *identifiers: str) -> WindowStats:
         """(reset time, remaining) of the limit; reuses what this request's hit already learnt."""

@@ -185,3 +185,28 @@ def test_redis_resilience_without_redis_url_counts_in_memory(make_stevedores_app
     check = _rate_check(app)
     assert check["storage"] == "memory" and check["reason"] == "REDIS_URL is not set"
     assert check["status"] == "healthy"
+
+
+def test_a_slow_instance_store_never_counts_as_redis_being_slow(
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    # A view's own limit is counted in Redis and in the instance's store; the store's waits (its
+    # lock under a burst) happen outside the Redis call, so the breaker never blames Redis for them.
+    server = stevedores_redis_server()
+    env = {"REDIS_URL": server.url, "WEB_WORKERS": "1", "REDIS_READ_TIMEOUT_MS": "200",
+           "REDIS_BREAKER_FAILURE_THRESHOLD": "2"}
+    app = make_stevedores_app(plugins=["security", "redis_resilience"], env=env)
+    redis_service = app.extensions["stevedores"].service("redis")
+    rate_limits = app.extensions["stevedores"].service("rate_limits")
+    counter = rate_limits.counter
+    store_incr = counter.fallback.incr
+
+    def slow_incr(*args: Any) -> Any:
+        time.sleep(0.3)  # over the read timeout
+        return store_incr(*args)
+
+    counter.fallback.incr = slow_incr
+    with app.test_request_context("/"):
+        allowed = [rate_limits.hit("3 per minute", "slow-store", key="client-a") for _ in range(4)]
+    assert allowed == [True, True, True, False]
+    assert redis_service.state == "closed"
+    assert sorted(_counters(server.url).values()) == [4]
