@@ -223,6 +223,10 @@ class ChangeListener:
             self._wake[1].send(b"x")
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self._wake is not None and (self._thread is None or not self._thread.is_alive()):
+            for end in self._wake:
+                end.close()
+            self._wake = None
         self.state = "stopped"
 
     def after_fork(self) -> None:
@@ -277,7 +281,8 @@ class ChangeListener:
     def _probe_comes_back(self, conn: psycopg.Connection) -> bool:
         """Send a notification from a second connection; True if it reaches ``conn`` in time."""
         self._probe, self._probe_seen = f"probe:{secrets.token_hex(8)}", False
-        with _ListenerConnection.connect(**self._params) as other:
+        # Its own application_name: pg_stat_activity then counts listeners, not their start-up checks.
+        with _ListenerConnection.connect(**{**self._params, "application_name": f"{APPLICATION_NAME}-check"}) as other:
             other.execute("SELECT pg_notify(%s, %s)", (self.probe_channel, self._probe))
         deadline = time.monotonic() + PROBE_SECONDS
         while not self._probe_seen and time.monotonic() < deadline and not self._stopping.is_set():
@@ -312,8 +317,12 @@ class ChangeListener:
     def _wait(self, conn: psycopg.Connection, seconds: float) -> None:
         """Until the connection has something to read, :meth:`stop` is called, or ``seconds`` pass."""
         assert self._wake is not None  # the thread runs only after start() made it
-        readable, _, _ = select.select([conn.fileno(), self._wake[0]], [], [], max(seconds, 0.0))
-        if self._wake[0] in readable:
+        # poll(), not select(): a gthread worker with many keep-alive clients has descriptors past 1024.
+        poller = select.poll()
+        poller.register(conn.fileno(), select.POLLIN)
+        poller.register(self._wake[0], select.POLLIN)
+        ready = {fd for fd, _event in poller.poll(max(seconds, 0.0) * 1000)}
+        if self._wake[0].fileno() in ready:
             self._wake[0].recv(64)
 
     def _drain(self, conn: psycopg.Connection) -> None:
