@@ -97,7 +97,9 @@ class BoundedConnection(psycopg.Connection):
     requests hanging for a whole 90 s freeze). psycopg's own ``Connection.wait`` takes a
     ``timeout``; every query, fetch, commit and SQLAlchemy's pre-ping goes through it.
     On expiry the connection is closed (its protocol state is unknown) and
-    :class:`NoAnswer` raised, which SQLAlchemy sees as a disconnect.
+    :class:`NoAnswer` raised, which SQLAlchemy sees as a disconnect. A wait given a timeout of its
+    own by the caller (psycopg's ``notifies(timeout=...)``) is left to psycopg: running out of that
+    time says nothing about the server.
     """
 
     answer_timeout: float | None = None
@@ -108,7 +110,7 @@ class BoundedConnection(psycopg.Connection):
         try:
             return super().wait(gen, interval=interval, timeout=limit)
         except psycopg.OperationalError as exc:
-            if limit is None or self.closed or time.monotonic() - started < limit:
+            if timeout is not None or limit is None or self.closed or time.monotonic() - started < limit:
                 raise
             self.pgconn.finish()
             raise NoAnswer(f"no answer from the database within {limit:g} s: connection closed") from exc

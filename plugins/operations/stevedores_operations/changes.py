@@ -50,6 +50,8 @@ from typing import Any, Callable, Hashable, TypeVar
 
 import psycopg
 
+from stevedores.database import BoundedConnection
+
 log = logging.getLogger("stevedores.operations")
 
 #: The channel migration 0005's triggers notify on.
@@ -156,15 +158,13 @@ class Freshness:
         return None if confirmed == float("-inf") else round(self._clock() - confirmed, 3)
 
 
-class _ListenerConnection(psycopg.Connection):
-    """A psycopg connection whose every wait without its own timeout (a heartbeat, LISTEN) gives
-    up after ``answer_timeout`` seconds (psycopg then raises an OperationalError): the
-    notifications' own waits carry theirs."""
-
-    answer_timeout: float = ANSWER_SECONDS
-
-    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:  # noqa: D102
-        return super().wait(gen, interval=interval, timeout=self.answer_timeout if timeout is None else timeout)
+def _connect(params: dict[str, Any]) -> BoundedConnection:
+    """A connection whose every wait without a timeout of its own (a heartbeat, LISTEN) gives up
+    after ANSWER_SECONDS, closing it (the core's BoundedConnection); the notifications' own waits
+    carry theirs."""
+    conn = BoundedConnection.connect(**params)
+    conn.answer_timeout = ANSWER_SECONDS
+    return conn
 
 
 class ChangeListener:
@@ -249,7 +249,7 @@ class ChangeListener:
         while not self._stopping.is_set():
             self.state = "connecting" if self.state in ("stopped", "connecting") else "reconnecting"
             try:
-                with _ListenerConnection.connect(**self._params) as conn:
+                with _connect(self._params) as conn:
                     self.backend_pid = conn.info.backend_pid
                     conn.execute(f"LISTEN {CHANNEL}")
                     if not self._probe_comes_back(conn):
@@ -282,7 +282,7 @@ class ChangeListener:
         """Send a notification from a second connection; True if it reaches ``conn`` in time."""
         self._probe, self._probe_seen = f"probe:{secrets.token_hex(8)}", False
         # Its own application_name: pg_stat_activity then counts listeners, not their start-up checks.
-        with _ListenerConnection.connect(**{**self._params, "application_name": f"{APPLICATION_NAME}-check"}) as other:
+        with _connect({**self._params, "application_name": f"{APPLICATION_NAME}-check"}) as other:
             other.execute("SELECT pg_notify(%s, %s)", (self.probe_channel, self._probe))
         deadline = time.monotonic() + PROBE_SECONDS
         while not self._probe_seen and time.monotonic() < deadline and not self._stopping.is_set():
