@@ -65,6 +65,15 @@ def build_engine(config: Config) -> Engine:
 ANSWER_GRACE_SECONDS = 1.0
 
 
+def own_connection_params(engine: Engine, config: Config) -> dict[str, Any]:
+    """psycopg keyword arguments for a connection of one's own beside ``engine``'s pool (a LISTEN
+    connection): the engine's URL as its dialect reads it, and :func:`postgres_connect_args`.
+    PostgreSQL with psycopg only."""
+    _args, params = engine.dialect.create_connect_args(engine.url)
+    params.pop("context", None)  # SQLAlchemy's type adapters: a plain psycopg connection needs none
+    return {**params, **postgres_connect_args(config)}
+
+
 def postgres_connect_args(config: Config) -> dict[str, Any]:
     """The libpq connection parameters of every PostgreSQL connection of the engine (psycopg keywords):
     the connect timeout, the statement timeout, TCP keepalives and ``tcp_user_timeout`` (ms).

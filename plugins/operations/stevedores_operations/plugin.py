@@ -12,7 +12,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, TimeoutError
 
 from stevedores import Bool, Choice, Csv, HealthCheck, Int, MenuLink, Setting, get_runtime, get_service, hookimpl
 from stevedores.contracts import RateLimitsService
-from stevedores.database import postgres_connect_args
+from stevedores.database import own_connection_params
 from stevedores.forking import renew_in_children
 from stevedores.runtime import Runtime
 from stevedores.settings import RateLimit
@@ -122,9 +122,7 @@ def _change_listener(runtime: Runtime, config: Any) -> ChangeListener | None:
     if config["OPERATIONS_CHANGE_NOTIFICATIONS"] == "off" or engine.dialect.name != "postgresql" \
             or engine.dialect.driver != "psycopg":
         return None
-    _args, params = engine.dialect.create_connect_args(engine.url)
-    params.pop("context", None)  # SQLAlchemy's type adapters: a plain connection needs none
-    listener = ChangeListener({**params, **postgres_connect_args(config)})
+    listener = ChangeListener(own_connection_params(engine, config))
     renew_in_children(listener)
     return listener
 
