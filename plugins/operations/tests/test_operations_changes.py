@@ -69,8 +69,10 @@ def test_the_token_is_shared_with_processes_forked_after_it_was_made() -> None:
     before = token.read()
     pid = os.fork()
     if pid == 0:  # the child: a worker writing
-        token.announce()
-        os._exit(0)
+        try:
+            token.announce()
+        finally:
+            os._exit(0)
     os.waitpid(pid, 0)
     assert len(before) == 8 and token.read() != before
 
@@ -78,10 +80,18 @@ def test_the_token_is_shared_with_processes_forked_after_it_was_made() -> None:
 # --- in-process on the real PostgreSQL -------------------------------------------------------
 
 
+#: Listeners started by ``_started``: stopped before their test's database is dropped.
+_STARTED: list[Any] = []
+
+
 @pytest.fixture
 def pg_url() -> Iterator[str]:
     with temporary_postgres_database("stevedores_changes") as url:
-        yield url
+        try:
+            yield url
+        finally:  # before the drop (pytest tears this down before the app fixture that made them)
+            while _STARTED:
+                _STARTED.pop().stop(timeout=5)
 
 
 def _plain(url: str) -> str:
@@ -103,6 +113,7 @@ def _started(app: Any, timeout: float = 10.0) -> Any:
     """Start the listener as ``stevedores_worker_started`` does (``serve --dev``) and wait for a version."""
     app.extensions["stevedores"].worker_started(app, None)
     listener = state(app).changes
+    _STARTED.append(listener)
     _wait(lambda: listener.version() is not None, timeout, "the listener never gave a version")
     return listener
 
@@ -262,6 +273,7 @@ def test_a_frozen_listener_connection_expires_the_signal_within_the_bound(make_s
                                                                           pg_url: str) -> None:
     parsed = make_url(pg_url)
     proxy = TcpProxy((parsed.host or "127.0.0.1", parsed.port or 5432)).start()
+    app = None
     try:
         relayed = parsed.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
         app = _app(make_stevedores_app, relayed)
@@ -277,7 +289,8 @@ def test_a_frozen_listener_connection_expires_the_signal_within_the_bound(make_s
         _wait(lambda: listener.version() is not None, 20, "the listener never came back after the thaw")
         assert listener.version() != before  # whatever was cached before the freeze is void
     finally:
-        app.extensions["stevedores"].shutdown(app)
+        if app is not None:
+            app.extensions["stevedores"].shutdown(app)
         proxy.close()
     assert expired <= VALID_SECONDS + 0.2, expired  # at most VALID_SECONDS after the last answered heartbeat
 
