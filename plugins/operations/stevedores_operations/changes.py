@@ -196,6 +196,7 @@ class ChangeListener:
         self._probe: str | None = None
         self._probe_seen = False
         self._outage_logged = False
+        self._unsupported_logged = False
 
     def start(self, worker: Any = None) -> None:
         """Start the thread (``stevedores_worker_started``: a gunicorn worker, or ``serve --dev`` with
@@ -247,19 +248,17 @@ class ChangeListener:
     def _run(self) -> None:
         pause = RETRY_SECONDS[0]
         while not self._stopping.is_set():
-            self.state = "connecting" if self.state in ("stopped", "connecting") else "reconnecting"
+            if self.state != "unsupported":  # stays so while the check is retried
+                self.state = "connecting" if self.state in ("stopped", "connecting") else "reconnecting"
             try:
                 with _connect(self._params) as conn:
                     self.backend_pid = conn.info.backend_pid
                     conn.execute(f"LISTEN {CHANNEL}")
-                    if not self._probe_comes_back(conn):
-                        self.state = "unsupported"
-                        log.warning("operations change notifications do not come back from the database (a pooler "
-                                    "in transaction mode?): every page queries; set "
-                                    "OPERATIONS_CHANGE_NOTIFICATIONS=off to skip this check")
-                        return
-                    pause = RETRY_SECONDS[0]
-                    self._listen(conn)
+                    if self._probe_comes_back(conn):
+                        pause = RETRY_SECONDS[0]
+                        self._listen(conn)
+                    else:  # tried again after the pause: one check missed on a starved machine is no pooler
+                        self._unsupported()
             except Exception as exc:  # noqa: BLE001 - the thread must outlive any failure: each one is an outage
                 self._lost(exc)
             finally:
@@ -268,6 +267,14 @@ class ChangeListener:
             self._stopping.wait(pause)
             pause = min(pause * 2, RETRY_SECONDS[1])
             self.reconnects += 1
+
+    def _unsupported(self) -> None:
+        self.state = "unsupported"
+        if not self._unsupported_logged:
+            self._unsupported_logged = True
+            log.warning("operations change notifications do not come back from the database (a pooler in "
+                        "transaction mode?): every page queries while they do not; set "
+                        "OPERATIONS_CHANGE_NOTIFICATIONS=off to skip this check")
 
     def _lost(self, exc: Exception) -> None:
         self.freshness.lost()
