@@ -167,6 +167,14 @@ def _connect(params: dict[str, Any]) -> BoundedConnection:
     return conn
 
 
+def health_figures(state: str, contact_age_s: float | None = None, notifications: int = 0, reconnects: int = 0,
+                   backend_pid: int | None = None) -> dict[str, Any]:
+    """The ``operations_changes`` health check's result: ``warning`` when notifications do not come back."""
+    return {"status": "warning" if state == "unsupported" else "healthy", "change_listener": state,
+            "change_contact_age_s": contact_age_s, "change_notifications": notifications,
+            "change_reconnects": reconnects, "change_backend_pid": backend_pid}
+
+
 class ChangeListener:
     """One per app and process: the listener thread and the :class:`Freshness` it keeps.
 
@@ -238,10 +246,8 @@ class ChangeListener:
 
     def health(self) -> dict[str, Any]:
         """The listener's figures for the ``operations_changes`` health check."""
-        return {"status": "warning" if self.state == "unsupported" else "healthy",
-                "change_listener": self.state, "change_contact_age_s": self.freshness.age(),
-                "change_notifications": self.notifications, "change_reconnects": self.reconnects,
-                "change_backend_pid": self.backend_pid}
+        return health_figures(self.state, self.freshness.age(), self.notifications, self.reconnects,
+                              self.backend_pid)
 
     # --- the thread ------------------------------------------------------------------
 

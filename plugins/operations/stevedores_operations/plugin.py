@@ -17,7 +17,7 @@ from stevedores.forking import renew_in_children
 from stevedores.runtime import Runtime
 from stevedores.settings import RateLimit
 
-from .changes import ChangeListener, no_version
+from .changes import ChangeListener, health_figures, no_version
 from .context import OperationsState, login_account_key
 from .domain import DEFAULT_SHIFTS, ShiftStarts, as_utc, utcnow
 from .schema_gate import SchemaGate
@@ -194,8 +194,7 @@ def _changes_health(app: Flask) -> dict[str, Any]:
     changes = app.extensions["operations"].changes
     if changes is not None:
         return changes.health()
-    return {"status": "healthy", "change_listener": "off", "change_contact_age_s": None, "change_notifications": 0,
-            "change_reconnects": 0, "change_backend_pid": None}
+    return health_figures("off")
 
 
 @hookimpl
