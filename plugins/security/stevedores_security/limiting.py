@@ -51,8 +51,9 @@ class RateLimits:
     counter per request (one Redis round trip for all windows), not through flask-limiter: its
     per-request resolution of which limits apply (route, blueprint, defaults, exemptions) cost
     about as much CPU as the Redis round trip itself, on every page (bench/RESULTS.md, "Profile").
-    flask-limiter keeps the views' own limits (``limit()``): its before_request runs only for
-    the views decorated through this service, where it resolves exactly what it did before.
+    flask-limiter keeps the views' own limits (``limit()``): its view decorator checks them; its
+    before_request is not used (with no application or default limits of its own it finds
+    nothing to check), and its after_request and teardown run only for the decorated views.
     Counting is the same fixed windows under the same keys, smallest window first and stopping
     at the first one exceeded, as flask-limiter does.
     """
@@ -129,14 +130,14 @@ class RateLimits:
         teardowns[:] = [f if f in known else self.only_for_limited_views(f) for f in teardowns]
 
     def only_for_limited_views(self, handler: Callable[..., Any]) -> Callable[..., Any]:
-        """Wrap one of flask-limiter's handlers (before_request, or after_request, which takes and
-        returns the response): run it only for views decorated by :meth:`limit` (for any other view
-        it would resolve no limit at all, and there is no conditional deduction to make)."""
+        """Wrap one of flask-limiter's per-request handlers (after_request, which takes and returns the
+        response, or teardown, which takes the exception): run it only for views decorated by
+        :meth:`limit` (any other view has no limit context and no conditional deduction to make)."""
 
-        def check(*response: Any) -> Any:
+        def check(*args: Any) -> Any:
             if self.limited_view():
-                return handler(*response)
-            return response[0] if response else None
+                return handler(*args)
+            return args[0] if args else None
 
         return check
 

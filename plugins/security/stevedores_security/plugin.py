@@ -127,9 +127,10 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
         Middleware("rate-limit-headers", order=299,
                    after_request=skip_for_infrastructure(state.rate_limits.add_headers)),
         Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits),
+        # flask-limiter's before_request is left out: with no application or default limits of its
+        # own it finds nothing to check, for any view; a view's limits are checked by its decorator.
         *adopted_middleware("rate-limits", 300, (
-            [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[0]],
-            [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[1]])),
+            [], [state.rate_limits.only_for_limited_views(h) for h in state.limiter_handlers[1]])),
     ]
 
 
