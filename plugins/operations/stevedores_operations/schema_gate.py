@@ -55,6 +55,7 @@ class SchemaGate:
         self.known = {s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()}
         self._state: SchemaState | None = None
         self._checked_at = self._failed_at = float("-inf")
+        self._failure: Exception | None = None  # what the last failed check raised, for the threads queued behind it
         self._lock = threading.Lock()
 
     def check(self, max_age: float = RECHECK_SECONDS) -> SchemaState:
@@ -70,16 +71,15 @@ class SchemaGate:
             # Threads that queued behind a check take its outcome instead of waiting for one each.
             if self._checked_at >= asked and self._state is not None:
                 return self._state
-            if self._failed_at >= asked:
-                raise ServiceUnavailable("The database is out of reach: the operations schema could not be checked. "
-                                         "Try again in a few seconds.")
+            if self._failed_at >= asked and self._failure is not None:
+                raise self._failure  # the same error, whatever it was (the core's one 503 path or a 500)
             engine = self.engine_of()
             try:
                 if self.auto_migrate:
                     upgrade(engine)
                 current = current_revision(engine)
-            except Exception:
-                self._failed_at = time.monotonic()
+            except Exception as exc:
+                self._failed_at, self._failure = time.monotonic(), exc
                 raise
             servable = current == self.head or (current is not None and current not in self.known)
             if servable and current != self.head:
