@@ -27,16 +27,16 @@ import logging
 import sqlite3
 import threading
 import time
-from typing import Any, Callable, Iterable, Protocol, TypeVar
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, TypeVar
 
 from flask import g, has_app_context
 from limits import RateLimitItem
 from limits.util import WindowStats
-from redis.commands.core import Script
 
 from stevedores.contracts import RedisService
 
 from .memory_windows import MemoryWindows
+from .thread_script import ThreadConnectionScript
 
 log = logging.getLogger("stevedores.security")
 
@@ -69,7 +69,27 @@ APPLICATION_SCOPE = "global"
 
 _GAVE_UP = "_stevedores_rate_limit_in_memory"
 _WINDOWS = "_stevedores_rate_limit_windows"
-_BATCHES = "_stevedores_rate_limit_batches"
+
+
+class AppWindow(NamedTuple):
+    """One app-wide limit's window after a request was counted: the limit, the client's count in it,
+    when it ends (epoch seconds) and the amount enforced (the full amount in Redis, the instance's
+    share in the fallback store)."""
+
+    item: RateLimitItem
+    count: int
+    reset_at: float
+    enforced: int
+
+    @property
+    def exceeded(self) -> bool:
+        """True when the count is over the enforced amount (the request is refused)."""
+        return self.count > self.enforced
+
+    @property
+    def remaining(self) -> int:
+        """What is left of the enforced amount (at least 0)."""
+        return max(0, self.enforced - self.count)
 
 
 class Windows(Protocol):
@@ -100,7 +120,7 @@ class ResilientCounter:
         self._on_change = on_storage_change
         self._lock = threading.Lock()
         self._batch: tuple[RateLimitItem, ...] = ()
-        self._script: Script | None = None
+        self._script = ThreadConnectionScript(INCR_EXPIRE_LUA)
         self._fallback_failed_logged = False
         if self.redis is not None:
             self.storage_in_use, self.reason = "redis", "Redis answers (counts shared by all workers)"
@@ -122,8 +142,6 @@ class ResilientCounter:
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """Consume ``cost`` from the limit; True when it was not exceeded."""
-        if cost == 1 and identifiers[-1:] == (APPLICATION_SCOPE,) and item in self._batch:
-            return self._hit_batch(item, identifiers)
         return self._hit_one(item, identifiers, cost)
 
     def _hit_one(self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int = 1) -> bool:
@@ -136,8 +154,7 @@ class ResilientCounter:
         key = item.key_for(*identifiers)
 
         def in_redis(client: Any) -> int:
-            count, ttl_ms = self._incr_script(client)(keys=[REDIS_PREFIX + key],
-                                                      args=[cost, item.get_expiry(), item.amount], client=client)
+            count, ttl_ms = self._script(client, [REDIS_PREFIX + key], [cost, item.get_expiry(), item.amount])
             _remember_window(key, int(count), time.time() + int(ttl_ms) / 1000)
             return int(count)
 
@@ -148,45 +165,43 @@ class ResilientCounter:
             return here <= self.share(item)
         return counted <= item.amount and here <= item.amount
 
-    def _hit_batch(self, item: RateLimitItem, identifiers: tuple[str, ...]) -> bool:
-        """Count every app-wide limit for ``identifiers`` at the first hit of the request;
-        answer this and the later hits from what that count returned."""
-        batches = _request_dict(_BATCHES)
-        key = item.key_for(*identifiers)
-        known = batches.get(identifiers) if batches is not None else None
-        if known is not None and key in known:
-            return known[key]
-        items = self._batch
-        keys = [i.key_for(*identifiers) for i in items]
+    def hit_app_limits(self, client: str) -> AppWindow | None:
+        """Count one request of ``client`` against every app-wide limit (:meth:`batch`) in one Redis
+        call, or in the fallback store; smallest window first, stopping at the first one exceeded
+        (the later ones are not consumed), as flask-limiter does when it hits them one by one.
 
-        def in_redis(client: Any) -> dict[str, bool]:
+        Returns the window to report (the first exceeded, else the smallest), or None without
+        app-wide limits.
+        """
+        items = self._batch
+        if not items:
+            return None
+        keys = [i.key_for(client, APPLICATION_SCOPE) for i in items]
+
+        def in_redis(redis_client: Any) -> AppWindow:
             args: list[Any] = [1]
             for i in items:
                 args += [i.get_expiry(), i.amount]
-            out = self._incr_script(client)(keys=[REDIS_PREFIX + k for k in keys], args=args, client=client)
-            now, results = time.time(), {}
-            for n, (k, i) in enumerate(zip(keys, items, strict=True)):
-                if 2 * n + 1 >= len(out):
-                    break
-                count = int(out[2 * n])
-                _remember_window(k, count, now + int(out[2 * n + 1]) / 1000)
-                results[k] = count <= i.amount
-            return results
+            out = self._script(redis_client, [REDIS_PREFIX + k for k in keys], args)
+            now, counted = time.time(), len(out) // 2
+            n = counted - 1  # the script stops after the first count over its limit: the last one counted
+            item, count = items[n], int(out[2 * n])
+            if count <= item.amount:
+                item, count, n = items[0], int(out[0]), 0
+            return AppWindow(item, count, now + int(out[2 * n + 1]) / 1000, item.amount)
 
-        def in_memory() -> dict[str, bool]:
-            results = {}
+        def in_memory() -> AppWindow:
+            first: AppWindow | None = None
             for k, i in zip(keys, items, strict=True):
-                results[k] = self._incr_fallback(k, i.get_expiry(), 1) <= self.share(i)
-                if not results[k]:
-                    break
-            return results
+                count, ends = self._incr_fallback_window(k, i.get_expiry())
+                window = AppWindow(i, count, ends, self.share(i))
+                if window.exceeded:
+                    return window
+                first = first or window
+            assert first is not None
+            return first
 
-        results = self._redis_or_memory(in_redis, in_memory)
-        if batches is not None:
-            batches[identifiers] = results
-        if key in results:
-            return results[key]
-        return self._hit_one(item, identifiers)  # not reached by flask-limiter (it stops at a breach)
+        return self._redis_or_memory(in_redis, in_memory)
 
     def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
@@ -244,19 +259,18 @@ class ResilientCounter:
             return self.share(item)
         return item.amount
 
-    def _incr_script(self, client: Any) -> Script:
-        script = self._script
-        if script is None:  # registered once: it hashes the script; calls pass the client
-            script = self._script = client.register_script(INCR_EXPIRE_LUA)
-        return script
-
     def _incr_fallback(self, key: str, expiry: float, cost: int) -> int:
+        return self._incr_fallback_window(key, expiry, cost)[0]
+
+    def _incr_fallback_window(self, key: str, expiry: float, cost: int = 1) -> tuple[int, float]:
+        """(count, window end) after counting ``cost`` in the instance's store (this process's memory
+        when the store fails)."""
         if self.fallback is not self.memory:
             try:
-                return self.fallback.incr(key, expiry, cost)[0]
+                return self.fallback.incr(key, expiry, cost)
             except (sqlite3.Error, OSError) as exc:
                 self._fallback_failed(exc)
-        return self.memory.incr(key, expiry, cost)[0]
+        return self.memory.incr(key, expiry, cost)
 
     def _get_fallback(self, key: str) -> tuple[int, float]:
         if self.fallback is not self.memory:

@@ -18,7 +18,7 @@ from flask_limiter import Limiter, RequestLimit
 from stevedores import is_infrastructure
 from stevedores.settings import parse_rate_limits
 
-from .counting import APPLICATION_SCOPE, ResilientCounter
+from .counting import ResilientCounter
 from .settings import under_exempt_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -161,13 +161,10 @@ class RateLimits:
         endpoint = request.endpoint
         if not endpoint or endpoint.rsplit(".", 1)[-1] == "static":
             return None
-        key = client_address()
-        chosen = self.app_items[0]
-        for item in self.app_items:  # smallest window first; the first one exceeded stops the count
-            if not counter.hit(item, key, APPLICATION_SCOPE):
-                g._stevedores_app_limit = (item, key)
-                return self._refusal(str(item), counter.get_window_stats(item, key, APPLICATION_SCOPE).reset_time)
-        g._stevedores_app_limit = (chosen, key)
+        window = counter.hit_app_limits(client_address())
+        g._stevedores_app_window = window
+        if window is not None and window.exceeded:
+            return self._refusal(str(window.item), window.reset_at)
         return None
 
     @property
@@ -200,19 +197,18 @@ class RateLimits:
         views (as flask-limiter chooses), else the app-wide window exceeded or, when none was,
         the smallest one.
         """
-        counter = self.limiter.counter
         current = self.limiter.current_limit if self.limiter.initialized and self.limited_view() else None
-        app_limit = g.get("_stevedores_app_limit")
-        if current is not None and (current.breached or not current.shared or app_limit is None):
+        app_window = g.get("_stevedores_app_window")
+        if current is not None and (current.breached or not current.shared or app_window is None):
             item, reset_at, remaining = current.limit, current.reset_at, current.remaining
-        elif app_limit is not None and counter is not None:
-            item, key = app_limit
-            window = counter.get_window_stats(item, key, APPLICATION_SCOPE)
-            reset_at, remaining = window.reset_time, window.remaining
+            counter = self.limiter.counter
+            amount = counter.enforced_amount(item) if counter is not None else item.amount
+        elif app_window is not None:
+            item, reset_at, remaining = app_window.item, app_window.reset_at, app_window.remaining
+            amount = app_window.enforced
         else:
             return response
         reset = max(0, math.ceil(reset_at - time.time()))
-        amount = counter.enforced_amount(item) if counter is not None else item.amount
         response.headers.extend((("RateLimit-Limit", str(amount)), ("RateLimit-Remaining", str(remaining)),
                                  ("RateLimit-Reset", str(reset)),
                                  ("RateLimit-Policy", f"{amount};w={item.get_expiry()}")))

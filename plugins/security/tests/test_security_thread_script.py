@@ -1,0 +1,137 @@
+"""The counting script on each thread's own Redis connection (stevedores_security.thread_script),
+against real redis-servers: a connection per thread and per process, replaced after a restart
+without an error, the script loaded again after Redis lost it, and outages raised for the breaker."""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any, Callable
+
+import pytest
+import redis as redis_py
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+from stevedores_security.counting import INCR_EXPIRE_LUA
+from stevedores_security.thread_script import ThreadConnectionScript
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = "stevedores:test:thread-script"
+
+
+def _client(url: str) -> redis_py.Redis:
+    return redis_py.Redis.from_url(url, socket_timeout=0.5, socket_connect_timeout=0.5, retry=Retry(NoBackoff(), 0))
+
+
+def _count(script: ThreadConnectionScript, client: redis_py.Redis, key: str = KEY) -> int:
+    count, _ttl = script(client, [key], [1, 60, 1000])
+    return int(count)
+
+
+def _client_ids(client: redis_py.Redis) -> set[int]:
+    return {c["id"] for c in client.client_list() if c.get("name") != "observer"}
+
+
+def test_each_thread_counts_on_one_connection_of_its_own(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    observer = redis_py.Redis.from_url(server.url, client_name="observer")
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    before = _client_ids(observer)
+
+    def count_many() -> None:
+        for _ in range(50):
+            _count(script, client)
+
+    threads = [threading.Thread(target=count_many) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert int(observer.get(KEY)) == 200  # every count reached Redis once
+    assert len(_client_ids(observer) - before) == 4  # one connection per thread, reused for its 50 calls
+    assert not client.connection_pool._in_use_connections  # never taken from the pool's own
+
+
+def test_a_restarted_redis_is_reached_again_without_an_error(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    server.restart()  # the thread's connection is now closed by the server, and the script cache empty
+    assert _count(script, client) == 1  # no error: a fresh connection, the script loaded again
+    assert _count(script, client) == 2
+
+
+def test_the_script_is_loaded_again_when_redis_lost_it(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    client.script_flush()
+    assert _count(script, client) == 2
+    assert client.script_exists(script.sha) == [True]
+
+
+def test_an_outage_is_raised_for_the_breaker(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    server.kill()
+    with pytest.raises(redis_py.exceptions.ConnectionError):
+        _count(script, client)  # the stale connection and the one fresh attempt both fail
+    with pytest.raises(redis_py.exceptions.ConnectionError):
+        _count(script, client)
+    server.start()
+    assert _count(script, client) == 1  # back by itself (the killed server kept nothing)
+
+
+def test_a_frozen_redis_raises_a_timeout_within_the_read_timeout(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    server.pause()
+    try:
+        with pytest.raises(redis_py.exceptions.TimeoutError):
+            _count(script, client)
+    finally:
+        server.resume()
+    # The timed-out connection was dropped and a new one answers. The timed-out count itself reached
+    # Redis's socket before the freeze, so Redis runs it when it wakes: a limit errs towards refusing.
+    assert _count(script, client) in (2, 3)
+
+
+def test_a_new_client_gets_a_new_connection_and_the_old_one_is_closed(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    observer = redis_py.Redis.from_url(server.url, client_name="observer")
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    _count(script, _client(server.url))
+    first = _client_ids(observer)
+    _count(script, _client(server.url))  # as when the redis service builds a new client
+    second = _client_ids(observer)
+    assert len(first) == len(second) == 1 and first != second
+
+
+def test_a_forked_child_makes_its_own_connection(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: counting on the parent's socket would mix the two processes' replies
+        try:
+            held: Any = script._local.held
+            answer = f"{_count(script, client)} {script._local.held is not held}"
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent
+            answer = repr(exc)
+        os.write(write, answer.encode())
+        os._exit(0)
+    os.close(write)
+    reply = os.read(read, 200).decode()
+    os.waitpid(pid, 0)
+    assert reply == "2 True"
+    assert _count(script, client) == 3  # the parent's connection is untouched
