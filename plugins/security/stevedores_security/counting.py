@@ -64,6 +64,9 @@ end
 return out
 """
 
+#: Clients whose app-wide window keys are kept ready (all are forgotten when there are more).
+MAX_KEPT_CLIENTS = 10_000
+
 #: flask-limiter's scope of application limits (``ApplicationLimit.scope``): (client, scope) identify them.
 APPLICATION_SCOPE = "global"
 
@@ -120,6 +123,8 @@ class ResilientCounter:
         self._on_change = on_storage_change
         self._lock = threading.Lock()
         self._batch: tuple[RateLimitItem, ...] = ()
+        self._batch_args: list[int] = [1]
+        self._batch_keys: dict[str, tuple[list[str], list[str]]] = {}
         self._script = ThreadConnectionScript(INCR_EXPIRE_LUA)
         self._fallback_failed_logged = False
         if self.redis is not None:
@@ -137,6 +142,19 @@ class ResilientCounter:
     def batch(self, items: Iterable[RateLimitItem]) -> None:
         """The app-wide limits (shared identifiers on every request): counted together."""
         self._batch = tuple(sorted(items))
+        self._batch_args = [1, *(n for i in self._batch for n in (i.get_expiry(), i.amount))]
+        self._batch_keys.clear()
+
+    def _app_keys(self, client: str) -> tuple[list[str], list[str]]:
+        """(window keys, Redis keys) of ``client``'s app-wide limits, kept for the clients seen lately:
+        building them took a tenth of the counting's own CPU per request (cProfile)."""
+        keys = self._batch_keys.get(client)
+        if keys is None:
+            if len(self._batch_keys) >= MAX_KEPT_CLIENTS:
+                self._batch_keys.clear()
+            plain = [i.key_for(client, APPLICATION_SCOPE) for i in self._batch]
+            keys = self._batch_keys[client] = (plain, [REDIS_PREFIX + k for k in plain])
+        return keys
 
     # --- the strategy interface flask-limiter uses -------------------------------------------
 
@@ -176,13 +194,10 @@ class ResilientCounter:
         items = self._batch
         if not items:
             return None
-        keys = [i.key_for(client, APPLICATION_SCOPE) for i in items]
+        keys, redis_keys = self._app_keys(client)
 
         def in_redis(redis_client: Any) -> AppWindow:
-            args: list[Any] = [1]
-            for i in items:
-                args += [i.get_expiry(), i.amount]
-            out = self._script(redis_client, [REDIS_PREFIX + k for k in keys], args)
+            out = self._script(redis_client, redis_keys, self._batch_args)
             now, counted = time.time(), len(out) // 2
             n = counted - 1  # the script stops after the first count over its limit: the last one counted
             item, count = items[n], int(out[2 * n])

@@ -22,6 +22,9 @@ from .settings import under_exempt_path
 from .talisman_headers import TalismanHeaders
 
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
+#: Headers another part of this plugin computed for the response (the RateLimit headers), as a list of
+#: (name, value) in the WSGI environ: the safety net adds them when the response starts.
+EXTRA_HEADERS_KEY = "stevedores.security.extra_headers"
 REFERRER_POLICY = "strict-origin-when-cross-origin"
 #: Responses that carry a session cookie or user data must not be stored by browsers or proxies
 #: (RFC 9111 5.2.2.5). ``max-age=0`` and ``Pragma: no-cache`` add nothing for current caches, but
@@ -154,8 +157,9 @@ def cache_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
 class HeaderSafetyNet:
     """WSGI wrapper adding Talisman's headers with the request's nonce (``talisman``, when a nonce
     was drawn: :mod:`stevedores_security.talisman_headers`), the baseline headers to any response
-    that lacks them, HSTS on secure responses in production, and the cache policy
-    (:func:`cache_headers`) to every response.
+    that lacks them, HSTS on secure responses in production, the cache policy
+    (:func:`cache_headers`) and the RateLimit headers the rate limits left in the environ
+    (:data:`EXTRA_HEADERS_KEY`) to every response.
 
     Flask's after_request covers everything Flask serves; this covers responses made
     by other plugins' WSGI middleware and an after_request chain broken by an error.
@@ -173,20 +177,30 @@ class HeaderSafetyNet:
         ]
         self.production = production
 
+    def headers_for(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
+        """The response's final header list (a new list): what the class doc says, in one pass over
+        ``headers`` (one lower-casing per name; werkzeug's validation is not run again for values
+        that are ours)."""
+        headers = cache_headers(headers)
+        extra = environ.get(EXTRA_HEADERS_KEY)
+        if extra:
+            headers += extra
+        if self.talisman is not None:
+            headers = self.talisman.apply(environ, headers)
+        present = {name.lower() for name, _ in headers}
+        headers += [(n, v) for n, v in self.baseline if n.lower() not in present]
+        if (self.production and environ.get("wsgi.url_scheme") == "https"
+                and "strict-transport-security" not in present):
+            headers.append(("Strict-Transport-Security", HSTS_VALUE))
+        return headers
+
     def wrap(self, wsgi_app: Callable[..., Any]) -> Callable[..., Any]:
         """The WSGI middleware factory for :class:`stevedores.Middleware`."""
+        headers_for = self.headers_for
 
         def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
             def start(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> Any:
-                headers = cache_headers(headers)
-                if self.talisman is not None:
-                    headers = self.talisman.apply(environ, headers)
-                present = {name.lower() for name, _ in headers}
-                headers = headers + [(n, v) for n, v in self.baseline if n.lower() not in present]
-                if (self.production and environ.get("wsgi.url_scheme") == "https"
-                        and "strict-transport-security" not in present):
-                    headers.append(("Strict-Transport-Security", HSTS_VALUE))
-                return start_response(status, headers, exc_info)
+                return start_response(status, headers_for(environ, headers), exc_info)
 
             return wsgi_app(environ, start)
 

@@ -43,6 +43,7 @@ class TalismanHeaders:
         self.befores, self.afters = handlers
         self.parts = self._render(app)
         self.names = frozenset(name.lower() for name, _ in self.parts)
+        self._own: dict[str, bool] = {}
 
     def _render(self, app: Flask) -> list[tuple[str, list[str]]]:
         """[(name, value split at the sentinel nonce)] of what Talisman adds to an empty response."""
@@ -58,10 +59,14 @@ class TalismanHeaders:
         """The header list with ``nonce`` in place of the sentinel."""
         return [(name, nonce.join(parts)) for name, parts in self.parts]
 
-    @staticmethod
-    def _own_options() -> bool:
-        view = current_app.view_functions.get(request.endpoint or "")
-        return bool(getattr(view, "talisman_view_options", None))
+    def _own_options(self) -> bool:
+        """True when the request's view carries Talisman options of its own (answer kept per endpoint)."""
+        endpoint = request.endpoint or ""
+        own = self._own.get(endpoint)
+        if own is None:
+            view = current_app.view_functions.get(endpoint)
+            own = self._own[endpoint] = bool(getattr(view, "talisman_view_options", None))
+        return own
 
     def before_request(self) -> Any:
         """Draw the nonce (Talisman's handlers instead, for a view with options of its own)."""
