@@ -76,8 +76,11 @@ class CachedSerializerSessions(SecureCookieSessionInterface):
         read), without the seven cookie-setting lookups Flask makes first (~5 % of an anonymous page's
         CPU in-process, cProfile) that only a cookie to write or delete needs."""
         if not session and not session.modified:
-            if session.accessed:
-                response.vary.add("Cookie")
+            if session.accessed:  # werkzeug's ``vary`` parses and rewrites the header: only when there is one
+                if "Vary" in response.headers:
+                    response.vary.add("Cookie")
+                else:
+                    response.headers["Vary"] = "Cookie"
             return
         super().save_session(app, session, response)
 
