@@ -10,6 +10,7 @@ import time
 from typing import Any, Callable, Iterator
 
 import pytest
+import redis as redis_py
 from stevedores_redis_resilience.health import redis_check
 from stevedores_redis_resilience.sentinel import SentinelTarget, parse_sentinel_url
 
@@ -124,6 +125,7 @@ def test_the_client_follows_a_sentinel_failover(stevedores_redis_sentinel_group:
 
     def visit() -> None:
         statuses.append(web.get("/health/live").status_code)
+        statuses.append(web.get("/login").status_code)  # a page: the app-wide limits count it in Redis
         cache.get("before")
 
     for _ in range(20):
@@ -143,7 +145,11 @@ def test_the_client_follows_a_sentinel_failover(stevedores_redis_sentinel_group:
         "127.0.0.1", group.replica.port)
     assert cache.get("before") == "failover"  # replicated before the failover, served by the new master
     assert set(statuses) == {200}
-    web.get("/health/live")  # the limiter counts this one in Redis again
+    promoted = redis_py.Redis(port=group.replica.port)
+    counted = {k: int(promoted.get(k)) for k in promoted.scan_iter("stevedores:ratelimit:*")}
+    assert counted, "no rate-limit count reached the promoted master"
+    assert web.get("/login").status_code == 200  # the limits' own connection per thread follows the failover too
+    assert {k: int(promoted.get(k)) for k in counted} == {k: v + 1 for k, v in counted.items()}, counted
     rate_limiter = web.get("/health").get_json()["checks"]["rate_limiter"]
     assert rate_limiter["storage"] == "redis", rate_limiter
 
