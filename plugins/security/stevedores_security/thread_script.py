@@ -60,6 +60,9 @@ class ThreadConnectionScript:
         return reply
 
     def _run(self, connection: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+        # As the pool does before each command: a no-op when connected. Left to send_packed_command, the
+        # connect would skip a Sentinel connection's own connect() and reach localhost:6379 instead.
+        connection.connect()
         connection.send_packed_command(connection.pack_command("EVALSHA", self.sha, len(keys), *keys, *args))
         try:
             return connection.read_response()
