@@ -30,8 +30,9 @@ accesslog = "-"
 errorlog = "-"
 logconfig_dict = gunicorn_logconfig(_config)  # gunicorn's lines in the app's one-line format
 access_log_format = ACCESS_LOG_FORMAT
-# Gunicorn's logger, with a cheaper access line and no line for a successful probe (stevedores.access_log).
-logger_class = access_logger_class(_config["ACCESS_LOG_INFRASTRUCTURE"])
+# Gunicorn's logger, with a cheaper access line, no line for a successful probe, and the lines
+# buffered per worker for ACCESS_LOG_FLUSH_SECONDS (stevedores.access_log, stevedores.access_buffer).
+logger_class = access_logger_class(_config["ACCESS_LOG_INFRASTRUCTURE"], _config["ACCESS_LOG_FLUSH_SECONDS"])
 # gunicorn's sendfile() path never adds to the response's byte count, so every static file was
 # logged as 0 bytes; our static files are a few KB, where zero-copy saves nothing measurable.
 sendfile = False

@@ -10,6 +10,7 @@ import sys
 from typing import Any, Mapping
 
 from . import drain
+from .access_buffer import flush_access_log
 from .logs import configure_logging
 from .plugins import PluginError
 from .runtime import Runtime
@@ -83,10 +84,14 @@ class GunicornPlan:
             app.extensions["stevedores"].worker_started(app, worker)
 
     def worker_exit(self, server: Any, worker: Any) -> None:
-        """In the worker, as it exits (graceful stop, recycle, or SIGTERM)."""
-        app = _stevedores_app(worker)
-        if app is not None:
-            app.extensions["stevedores"].shutdown(app, worker)
+        """In the worker, as it exits (graceful stop, recycle, or SIGTERM): the plugins' shutdown, and
+        the buffered access lines written (again at process exit, for any line logged after this)."""
+        try:
+            app = _stevedores_app(worker)
+            if app is not None:
+                app.extensions["stevedores"].shutdown(app, worker)
+        finally:
+            flush_access_log()
 
     def child_exit(self, server: Any, worker: Any) -> None:
         """In the master, after worker ``worker.pid`` exited."""
