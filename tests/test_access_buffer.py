@@ -303,7 +303,7 @@ def test_under_gunicorn_no_line_is_lost_split_or_reordered_across_threads_and_ro
     took = _until(lambda: len(_access(server.log())) >= len(answered) and len(_access(_file_text(log_file))) >= len(
         answered), flush + 4, lambda: f"{len(_access(server.log()))} on stderr, {len(_access(_file_text(log_file)))} "
                                       f"in LOG_FILE of {len(answered)}")
-    assert took < flush + 2, took  # the last block was written on time
+    assert took < flush + 2.5, took  # the last block was written on time (+ slack for a busy machine)
     stderr, files = _access(server.log()), _access(_file_text(log_file))
     assert len(_log_files(log_file)) > 10  # it rotated, many times, while two workers wrote
     for written in (stderr, files):
