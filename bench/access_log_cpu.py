@@ -13,6 +13,12 @@ timing. Run it with stderr sent to a file, as a container's runtime would take i
 ``stock``: gunicorn's own ``glogging.Logger`` with the same format; ``unbuffered``: the core's
 ``AccessLogger`` with ACCESS_LOG_FLUSH_SECONDS=0 (each line through logging, as before the
 buffer); ``buffered``: ACCESS_LOG_FLUSH_SECONDS=1 (the default).
+
+``--gunicorn SECONDS``: instead, the gunicorn workers' CPU per request on ``/api/summary`` (psutil,
+user + system of the workers; PostgreSQL's and Redis's CPU not included) under
+``wrk -t2 -c10 -dSECONDSs -H 'X-Forwarded-Proto: https'``, once against a bench stack
+(bench/stack.py, demo data) with ACCESS_LOG_FLUSH_SECONDS=0 and once with 1, after a 1 s warm-up
+each. Short on purpose: run it on a quiet machine only.
 """
 
 from __future__ import annotations
@@ -48,8 +54,11 @@ def main() -> int:
     parser.add_argument("--lines", type=int, default=5000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--dir", default="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    parser.add_argument("--gunicorn", type=int, metavar="SECONDS", help="wrk on /api/summary instead (see above)")
     parser.add_argument("kinds", nargs="*", default=["stock", "unbuffered", "buffered"])
     args = parser.parse_args()
+    if args.gunicorn:
+        return under_gunicorn(args.gunicorn)
     from gunicorn.config import Config as GunicornConfig
     from gunicorn.glogging import Logger
 
@@ -89,6 +98,36 @@ def main() -> int:
                 best = min(best, time.process_time() - started)
             print(f"{kind}: {best / args.lines * 1e6:.1f} µs of CPU per line "
                   f"(best of {args.repeats} x {args.lines} lines)", flush=True)
+    return 0
+
+
+def under_gunicorn(seconds: int) -> int:
+    """Workers' CPU µs per ``/api/summary`` request, unbuffered then buffered."""
+    from contextlib import ExitStack
+
+    from bench.bench_operations import _prepare, workers_cpu_seconds
+    from bench.harness import run_wrk
+    from bench.stack import start_stack
+
+    print(f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="bench-access-log-") as tmp:
+        servers = {}
+        for flush in ("0", "1"):
+            workdir = Path(tmp) / f"flush-{flush}"
+            workdir.mkdir()
+            bench = start_stack(stack, workdir, env={"ACCESS_LOG_FLUSH_SECONDS": flush, "GUNICORN_MAX_REQUESTS": "0"})
+            _prepare(bench.database_url, workdir)
+            servers[flush] = bench.server
+        for server in servers.values():
+            run_wrk(server.url + "/api/summary", 1, connections=10)
+        for flush, server in servers.items():
+            assert server.proc is not None
+            cpu = workers_cpu_seconds(server.proc.pid)
+            figures = run_wrk(server.url + "/api/summary", seconds, connections=10)
+            used = workers_cpu_seconds(server.proc.pid) - cpu
+            print(f"ACCESS_LOG_FLUSH_SECONDS={flush}: {figures['rps']:.0f} req/s, {figures['errors']:.0f} errors, "
+                  f"{1e6 * used / max(1, figures['requests']):.0f} µs of worker CPU per request "
+                  f"(wrk -t2 -c10 -d{seconds}s /api/summary)", flush=True)
     return 0
 
 
