@@ -11,8 +11,10 @@ and hands them over one at a time, so the file lock is still taken per line). He
 a string join and an append under a lock: ``python -m bench.access_log_cpu`` (one thread, 5,000
 lines, stderr to a file, LOG_FILE on tmpfs, the final flush included) measured 34.6 µs of CPU per
 line through logging and 3.5 µs buffered (gunicorn's stock Logger: 49.6 µs; 52 and 100 µs on
-a busier day). The handlers' own pieces still do the writing: their locks, the rotating
-handler's lock file, stale-file check, rotation test and rotation, its ``do_write``.
+a busier day); under gunicorn and wrk, the workers' CPU per ``/api/summary`` request went from
+909-981 to 682-746 µs (``bench.access_log_cpu --gunicorn 3``; bench/RESULTS.md). The handlers'
+own pieces still do the writing: their locks, the rotating handler's lock file, stale-file check,
+rotation test and rotation, its ``do_write``.
 
 - :meth:`AccessBuffer.add` makes the finished line, the same text the one-line formatter of
   :mod:`stevedores.logs` gives (its prefix, UTC timestamp, one line; the secrets are redacted
