@@ -29,6 +29,8 @@ rotation test and rotation, its ``do_write``.
 - A failed write never reaches the request: the lines stay for that destination and are written
   with the next block; beyond :data:`MAX_PENDING_BYTES` the oldest are dropped and counted, and
   the log says so (once when it starts failing, once when it drops, once when it works again).
+  A block whose write failed part-way is written again whole: that destination may then hold a
+  few lines twice, never fewer.
 """
 
 from __future__ import annotations
