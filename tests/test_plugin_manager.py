@@ -8,7 +8,7 @@ from typing import Any, Callable
 import pytest
 from flask import Flask
 
-from stevedores import HealthCheck, Int, MenuLink, Middleware, Setting, WorkerProposal, hookimpl
+from stevedores import HealthCheck, Int, MenuLink, Middleware, Setting, WorkerProposal, hookimpl, infrastructure
 from stevedores.plugins import PluginError, Plugins
 from stevedores.runtime import Runtime, get_service
 
@@ -175,6 +175,40 @@ def test_middleware_is_composed_once_in_documented_order(make_stevedores_app: Ca
     app = make_stevedores_app(plugins=[], extra_plugins=[("zz-inner", Inner()), ("aa-outer", Outer())])
     app.test_client().get("/")
     assert calls == ["wsgi:outer", "wsgi:inner", "before:outer", "before:inner", "after:inner", "after:outer"]
+
+
+def test_middleware_may_leave_infrastructure_routes_alone(make_stevedores_app: Callable) -> None:
+    calls: list[str] = []
+
+    def handlers(label: str) -> dict[str, Any]:
+        def before() -> None:
+            calls.append(f"before:{label}")
+
+        def after(response: Any) -> Any:
+            calls.append(f"after:{label}")
+            return response
+
+        return {"before_request": before, "after_request": after}
+
+    class Probe:
+        @hookimpl
+        def stevedores_startup(self, app: Flask) -> None:
+            app.add_url_rule("/probe", "probe", infrastructure(lambda: "ok"))
+            app.add_url_rule("/page", "page", lambda: "page")
+
+        @hookimpl
+        def stevedores_middleware(self) -> list[Middleware]:
+            return [Middleware("everywhere", order=10, **handlers("everywhere")),
+                    Middleware("pages-only", order=20, infrastructure=False, **handlers("pages")),
+                    Middleware("also-everywhere", order=30, **handlers("also"))]
+
+    client = make_stevedores_app(plugins=[], extra_plugins=[("probe", Probe())]).test_client()
+    assert client.get("/probe").text == "ok"
+    assert calls == ["before:everywhere", "before:also", "after:also", "after:everywhere"]
+    calls.clear()
+    assert client.get("/page").text == "page"
+    assert calls == ["before:everywhere", "before:pages", "before:also", "after:also", "after:pages",
+                     "after:everywhere"]
 
 
 def test_worker_sizing_combines_proposals_and_names_who_decided() -> None:

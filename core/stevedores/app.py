@@ -11,6 +11,7 @@ from . import operator
 from .body_limit import BodyLimit
 from .logs import configure_logging
 from .proxies import ForwardedHeaders
+from .routes import is_infrastructure
 from .runtime import Runtime
 from .unavailable import DashboardFlask
 from .unavailable import register as register_unavailable
@@ -99,13 +100,17 @@ def _compose_middleware(app: Flask, runtime: Runtime) -> None:
     All before_request handlers run in order inside one Flask handler (the first that
     answers ends the request); all after_request handlers run in reverse order inside
     another, so lower orders wrap higher ones. One Flask handler each instead of one
-    per plugin keeps Flask's per-handler work off the request path.
+    per plugin keeps Flask's per-handler work off the request path. For an infrastructure
+    route only the handlers of middleware with ``infrastructure=True`` run (asked once).
     """
-    befores = tuple(mw.before_request for _plugin, mw in runtime.middleware if mw.before_request)
-    afters = tuple(mw.after_request for _plugin, mw in reversed(runtime.middleware) if mw.after_request)
+    ordered = [mw for _plugin, mw in runtime.middleware]
+    befores = tuple(mw.before_request for mw in ordered if mw.before_request)
+    afters = tuple(mw.after_request for mw in reversed(ordered) if mw.after_request)
+    infra_befores = tuple(mw.before_request for mw in ordered if mw.before_request and mw.infrastructure)
+    infra_afters = tuple(mw.after_request for mw in reversed(ordered) if mw.after_request and mw.infrastructure)
     if befores:
         def before_request() -> Any:
-            for handler in befores:
+            for handler in infra_befores if is_infrastructure() else befores:
                 answer = handler()
                 if answer is not None:
                     return answer
@@ -114,12 +119,12 @@ def _compose_middleware(app: Flask, runtime: Runtime) -> None:
         app.before_request(before_request)
     if afters:
         def after_request(response: Any) -> Any:
-            for handler in afters:
+            for handler in infra_afters if is_infrastructure() else afters:
                 response = handler(response)
             return response
 
         app.after_request(after_request)
-    for _plugin, mw in reversed(runtime.middleware):
+    for mw in reversed(ordered):
         if mw.wsgi:
             app.wsgi_app = mw.wsgi(app.wsgi_app)  # type: ignore[method-assign]
 

@@ -78,6 +78,10 @@ class Middleware:
     and ``after_request`` (takes and returns the response). Lower ``order`` is
     outermost: its WSGI wrapper sees the request first, its before_request runs
     first and its after_request runs last. Ties break by plugin name, then name.
+    ``infrastructure=False``: the before/after_request handlers do not run for
+    infrastructure routes (``@infrastructure``: probes, ``/health``, ``/metrics``); the
+    core asks once per request instead of each handler asking (the WSGI wrapper still
+    sees every request).
     """
 
     name: str
@@ -85,6 +89,7 @@ class Middleware:
     wsgi: Callable[[WSGIApp], WSGIApp] | None = None
     before_request: Callable[[], Any] | None = None
     after_request: Callable[[Any], Any] | None = None
+    infrastructure: bool = True
 
     def __post_init__(self) -> None:
         if not (self.wsgi or self.before_request or self.after_request):

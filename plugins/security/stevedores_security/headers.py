@@ -80,29 +80,16 @@ def adopted_middleware(name: str, order: int, handlers: tuple[list[Handler], lis
 
     Handler ``i`` gets order ``order + i``: the core runs before_request handlers by
     rising order and after_request handlers by falling order, which is what Flask does
-    with handlers in their registration order. Infrastructure routes bypass them all.
+    with handlers in their registration order. Infrastructure routes bypass them all
+    (``infrastructure=False``): probes and scrapers get JSON or text, never a page, and need
+    no nonce, no rate limit and no per-request policy rendering; :class:`HeaderSafetyNet`
+    still gives their responses the full baseline of headers, precomputed once.
     """
     befores, afters = handlers
-    return ([Middleware(f"{name}-before-{i}", order=order + i, before_request=skip_for_infrastructure(h))
+    return ([Middleware(f"{name}-before-{i}", order=order + i, before_request=h, infrastructure=False)
              for i, h in enumerate(befores)]
-            + [Middleware(f"{name}-after-{i}", order=order + i, after_request=skip_for_infrastructure(h))
+            + [Middleware(f"{name}-after-{i}", order=order + i, after_request=h, infrastructure=False)
                for i, h in enumerate(afters)])
-
-
-def skip_for_infrastructure(handler: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a before/after_request handler so that infrastructure routes bypass it.
-
-    Probes and scrapers get JSON or text, never a page: they need no nonce, no rate
-    limit and no per-request policy rendering. :class:`HeaderSafetyNet` still gives
-    their responses the full baseline of headers, precomputed once.
-    """
-
-    def handle(*args: Any) -> Any:
-        if is_infrastructure():
-            return args[0] if args else None
-        return handler(*args)
-
-    return handle
 
 
 class Transport:

@@ -154,10 +154,11 @@ class RateLimits:
 
     def check_app_limits(self) -> Response | None:
         """before_request: count this request against every app-wide limit of its client (one
-        counter call); the 429 response when one is exceeded. Exempt: infrastructure routes,
-        SECURITY_EXEMPT_PATHS, static files and requests that match no route."""
+        counter call); the 429 response when one is exceeded. Exempt: infrastructure routes (the
+        core does not call it for them: ``Middleware(infrastructure=False)``), SECURITY_EXEMPT_PATHS,
+        static files and requests that match no route."""
         counter = self.counter
-        if not self.app_items or counter is None or self.is_exempt():
+        if not self.app_items or counter is None or under_exempt_path(request.path, self.exempt_paths):
             return None
         endpoint = request.endpoint
         if not endpoint or endpoint.rsplit(".", 1)[-1] == "static":

@@ -20,7 +20,6 @@ from .headers import (
     adopt_request_handlers,
     adopted_middleware,
     init_talisman,
-    skip_for_infrastructure,
 )
 from .health import RateLimiterCheck, SecurityCheck
 from .instance_windows import instance_windows_from_environment, server_directory
@@ -114,19 +113,19 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
 
     The limiter's own handlers are handed to the core one by one, in their registration order;
     Talisman's run through :class:`TalismanHeaders` (rendered once, Talisman's own handlers for a
-    view with options of its own). Infrastructure routes skip them entirely: the safety net
-    gives them the precomputed baseline headers.
+    view with options of its own). Infrastructure routes skip them entirely (``infrastructure=False``:
+    the core asks once per request): the safety net gives them the precomputed baseline headers.
     """
     state: SecurityState = app.extensions[EXTENSION]
     return [
         Middleware("https", order=50, before_request=state.transport.redirect_to_https),
         Middleware("header-safety-net", order=60, wsgi=state.safety_net.wrap),
-        Middleware("talisman", order=100, before_request=skip_for_infrastructure(state.talisman_headers.before_request),
-                   after_request=skip_for_infrastructure(state.talisman_headers.after_request)),
+        Middleware("talisman", order=100, before_request=state.talisman_headers.before_request,
+                   after_request=state.talisman_headers.after_request, infrastructure=False),
         # Outside the limiter's own handlers: its after_request runs once theirs are done.
-        Middleware("rate-limit-headers", order=299,
-                   after_request=skip_for_infrastructure(state.rate_limits.add_headers)),
-        Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits),
+        Middleware("rate-limit-headers", order=299, after_request=state.rate_limits.add_headers, infrastructure=False),
+        Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits,
+                   infrastructure=False),
         # flask-limiter's before_request is left out: with no application or default limits of its
         # own it finds nothing to check, for any view; a view's limits are checked by its decorator.
         *adopted_middleware("rate-limits", 300, (
