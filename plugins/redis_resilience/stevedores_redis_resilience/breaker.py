@@ -92,6 +92,8 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._state = CLOSED
         self._generation = 0
+        #: The ticket every call gets while closed (None otherwise): admitting is then one attribute read.
+        self._closed_ticket: Ticket | None = Ticket(0)
         self._failures = 0
         self._opened_at = 0.0
         self._probes_started = 0
@@ -107,6 +109,9 @@ class CircuitBreaker:
 
     def admit(self) -> Ticket | None:
         """A ticket when the call may go to Redis now, None when it must use the fallback at once."""
+        closed = self._closed_ticket  # one attribute read, no lock: every call on a healthy Redis asks
+        if closed is not None:
+            return closed
         event = None
         with self._lock:
             if self._state == CLOSED:
@@ -125,6 +130,8 @@ class CircuitBreaker:
 
     def succeeded(self, ticket: Ticket) -> None:
         """The call admitted with ``ticket`` got an answer from Redis."""
+        if ticket.generation == self._generation and self._state == CLOSED and not self._failures:
+            return  # nothing to change; as if it happened before any failure or move racing with it
         event = None
         with self._lock:
             if ticket.generation != self._generation:
@@ -167,8 +174,11 @@ class CircuitBreaker:
 
     def _move(self, new: str, reason: str) -> Transition:
         """Change state; the caller holds the lock and notifies after releasing it."""
-        old, self._state = self._state, new
+        self._closed_ticket = None  # first: no call is admitted lock-free into the new state by mistake
         self._generation += 1
+        if new == CLOSED:
+            self._closed_ticket = Ticket(self._generation)
+        old, self._state = self._state, new
         self._transitions += 1
         self._probes_started = 0
         if new == OPEN:

@@ -86,10 +86,3 @@ class TalismanHeaders:
             for handler in self.afters:
                 response = handler(response)
         return response
-
-    def apply(self, environ: dict[str, Any], headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-        """``headers`` with this request's Talisman headers (replacing any of the same name), if a nonce was drawn."""
-        nonce = environ.get(NONCE_ENVIRON_KEY)
-        if nonce is None:
-            return headers
-        return [h for h in headers if h[0].lower() not in self.names] + self.for_nonce(nonce)
