@@ -36,7 +36,7 @@ from limits.util import WindowStats
 from stevedores.contracts import RedisService
 
 from .memory_windows import MemoryWindows
-from .thread_script import ThreadConnectionScript
+from .thread_script import Sent, ThreadConnectionScript
 
 log = logging.getLogger("stevedores.security")
 
@@ -93,6 +93,26 @@ class AppWindow(NamedTuple):
     def remaining(self) -> int:
         """What is left of the enforced amount (at least 0)."""
         return max(0, self.enforced - self.count)
+
+
+class AppCounting:
+    """The app-wide count of one request (:meth:`ResilientCounter.start_app_limits`): ``window()``
+    gives its :class:`AppWindow` (reading Redis's reply the first time it is asked)."""
+
+    def __init__(self, window: AppWindow | None, read: Callable[[], AppWindow] | None = None) -> None:
+        self._window, self._read = window, read
+
+    @property
+    def pending(self) -> bool:
+        """True while Redis's reply has not been read."""
+        return self._window is None
+
+    def window(self) -> AppWindow:
+        """The counted window (the first exceeded, else the smallest)."""
+        if self._window is None:
+            assert self._read is not None
+            self._window = self._read()
+        return self._window
 
 
 class Windows(Protocol):
@@ -191,19 +211,17 @@ class ResilientCounter:
         Returns the window to report (the first exceeded, else the smallest), or None without
         app-wide limits.
         """
+        counting = self.start_app_limits(client)
+        return None if counting is None else counting.window()
+
+    def start_app_limits(self, client: str) -> AppCounting | None:
+        """:meth:`hit_app_limits` in two steps: the count is sent to Redis now and its reply read by
+        ``window()`` on the same thread, which may work in between (the request's view runs while
+        Redis answers). In the fallback store the count is made now. None without app-wide limits."""
         items = self._batch
         if not items:
             return None
         keys, redis_keys = self._app_keys(client)
-
-        def in_redis(redis_client: Any) -> AppWindow:
-            out = self._script(redis_client, redis_keys, self._batch_args)
-            now, counted = time.time(), len(out) // 2
-            n = counted - 1  # the script stops after the first count over its limit: the last one counted
-            item, count = items[n], int(out[2 * n])
-            if count <= item.amount:
-                item, count, n = items[0], int(out[0]), 0
-            return AppWindow(item, count, now + int(out[2 * n + 1]) / 1000, item.amount)
 
         def in_memory() -> AppWindow:
             first: AppWindow | None = None
@@ -216,7 +234,20 @@ class ResilientCounter:
             assert first is not None
             return first
 
-        return self._redis_or_memory(in_redis, in_memory)
+        def in_redis(sent: Sent) -> AppWindow:
+            out = sent.reply()
+            now, counted = time.time(), len(out) // 2
+            n = counted - 1  # the script stops after the first count over its limit: the last one counted
+            item, count = items[n], int(out[2 * n])
+            if count <= item.amount:
+                item, count, n = items[0], int(out[0]), 0
+            return AppWindow(item, count, now + int(out[2 * n + 1]) / 1000, item.amount)
+
+        started = self._redis_or_memory(lambda redis_client: self._script.send(redis_client, redis_keys,
+                                                                               self._batch_args), in_memory)
+        if isinstance(started, AppWindow):
+            return AppCounting(started)
+        return AppCounting(None, lambda: self._redis_or_memory(lambda _client: in_redis(started), in_memory))
 
     def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""

@@ -18,11 +18,15 @@ from flask_limiter import Limiter, RequestLimit
 from stevedores import is_infrastructure
 from stevedores.settings import parse_rate_limits
 
-from .counting import ResilientCounter
+from .counting import AppWindow, ResilientCounter
 from .headers import EXTRA_HEADERS_KEY
 from .settings import under_exempt_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: Requests without side effects (RFC 9110 9.2.1): their app-wide count is read after the view ran.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: Clients remembered as refused until their window ends (the expired ones are dropped first when full).
+MAX_REFUSED_CLIENTS = 10_000
 #: Whether the current request's view has limits of its own (RateLimits.limited_view), per request.
 _LIMITED_VIEW_KEY = "stevedores.security.limited_view"
 
@@ -65,6 +69,8 @@ class RateLimits:
         self.telemetry = telemetry
         self.exempt_paths = exempt_paths
         self.refusals = 0
+        #: client -> the app-wide window that refused it (see check_app_limits), until the window ends.
+        self._refused: dict[str, AppWindow] = {}
         self._limited_views: set[Callable[..., Any]] = set()
         self.limiter = ResilientLimiter(
             client_address,
@@ -156,18 +162,67 @@ class RateLimits:
         """before_request: count this request against every app-wide limit of its client (one
         counter call); the 429 response when one is exceeded. Exempt: infrastructure routes (the
         core does not call it for them: ``Middleware(infrastructure=False)``), SECURITY_EXEMPT_PATHS,
-        static files and requests that match no route."""
+        static files and requests that match no route.
+
+        For a safe request (GET, HEAD, OPTIONS: no side effects, RFC 9110 9.2.1) the count is sent to
+        Redis here and its reply read by :meth:`settle_app_limits` once the view has run, so the
+        worker computes the page while Redis answers instead of waiting for it; a refused request
+        gets the same 429 either way, and its view's work is dropped. A client refused so is then
+        refused at once, without counting or running a view, until that window ends (its count can
+        only grow until then). Any other request, and any request counted in the fallback store
+        (no wait to save), gets its verdict before its view.
+        """
         counter = self.counter
         if not self.app_items or counter is None or under_exempt_path(request.path, self.exempt_paths):
             return None
-        endpoint = request.endpoint
+        current = request._get_current_object()  # type: ignore[attr-defined] - one proxy lookup
+        endpoint = current.endpoint
         if not endpoint or endpoint.rsplit(".", 1)[-1] == "static":
             return None
-        window = counter.hit_app_limits(client_address())
+        client = current.remote_addr or "unknown"
+        refused = self._refused.get(client)
+        if refused is not None:
+            if refused.reset_at > time.time():
+                g._stevedores_app_window = refused
+                return self._refusal(str(refused.item), refused.reset_at)
+            self._refused.pop(client, None)
+        counting = counter.start_app_limits(client)
+        if counting is None:
+            return None
+        if counting.pending and current.method in SAFE_METHODS:
+            g._stevedores_app_counting = (client, counting)
+            return None
+        return self._verdict(client, counting.window())
+
+    def settle_app_limits(self, response: Response) -> Response:
+        """after_request, before every other: the verdict of a count that :meth:`check_app_limits` left
+        pending (the 429 in place of the view's response when a limit is exceeded)."""
+        pending = g.pop("_stevedores_app_counting", None)
+        if pending is None:
+            return response
+        client, counting = pending
+        refusal = self._verdict(client, counting.window(), remember=True)
+        return response if refusal is None else refusal
+
+    def _verdict(self, client: str, window: AppWindow, remember: bool = False) -> Response | None:
+        """Keep ``window`` for the RateLimit headers; the 429 when it is exceeded (and, with ``remember``,
+        the client refused at once until the window ends)."""
         g._stevedores_app_window = window
-        if window is not None and window.exceeded:
-            return self._refusal(str(window.item), window.reset_at)
-        return None
+        if not window.exceeded:
+            return None
+        if remember:
+            self._remember_refused(client, window)
+        return self._refusal(str(window.item), window.reset_at)
+
+    def _remember_refused(self, client: str, window: AppWindow) -> None:
+        """Refuse ``client`` at once until ``window`` ends (bounded: ended windows go first, then all)."""
+        if len(self._refused) >= MAX_REFUSED_CLIENTS:
+            now = time.time()
+            for known in [c for c, w in list(self._refused.items()) if w.reset_at <= now]:  # a copy: threads add
+                self._refused.pop(known, None)
+            if len(self._refused) >= MAX_REFUSED_CLIENTS:
+                self._refused.clear()
+        self._refused[client] = window
 
     @property
     def counter(self) -> ResilientCounter | None:

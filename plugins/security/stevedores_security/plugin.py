@@ -109,7 +109,8 @@ def stevedores_startup(app: Flask, config: Config) -> None:
 @hookimpl
 def stevedores_middleware(app: Flask) -> list[Middleware]:
     """HTTPS (50), header safety net (60, which also writes HSTS and Talisman's headers), Talisman's
-    nonce (100), RateLimit headers and app-wide limits (299), the views' own limits (300+).
+    nonce (100), RateLimit headers and app-wide limits (299), the views' own limits (300+), and the
+    verdict of an app-wide count read after the view (999: the first after_request).
 
     The limiter's own handlers are handed to the core one by one, in their registration order;
     Talisman's run through :class:`TalismanHeaders` (rendered once, Talisman's own handlers for a
@@ -125,6 +126,10 @@ def stevedores_middleware(app: Flask) -> list[Middleware]:
         # Outside the limiter's own handlers: its after_request runs once theirs are done.
         Middleware("rate-limit-headers", order=299, after_request=state.rate_limits.add_headers, infrastructure=False),
         Middleware("app-rate-limits", order=299, before_request=state.rate_limits.check_app_limits,
+                   infrastructure=False),
+        # The verdict of an app-wide count read after the view (a safe request's): the first after_request
+        # to run, so that every other one (measurement at 900 included) sees the 429 that replaces the page.
+        Middleware("app-rate-limits-verdict", order=999, after_request=state.rate_limits.settle_app_limits,
                    infrastructure=False),
         # flask-limiter's before_request is left out: with no application or default limits of its
         # own it finds nothing to check, for any view; a view's limits are checked by its decorator.

@@ -22,52 +22,79 @@ from typing import Any, Sequence
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
 
+#: Packed commands kept (all are forgotten when there are more).
+MAX_PACKED = 10_000
+
 
 class ThreadConnectionScript:
     """``script(client, keys, args)``: run the Lua ``source`` with EVALSHA on this thread's own
     connection from ``client``'s pool, loading the script again when Redis lost it (NOSCRIPT,
     after a restart or ``SCRIPT FLUSH``). Returns the script's reply as redis-py parses it.
+    ``script.send(client, keys, args)`` sends it now and returns a :class:`Sent` whose ``reply()``
+    reads the reply later, so that the thread works while Redis answers.
 
     A thread keeps one connection per pool (made by ``pool.make_connection()``, so it has the
     pool's settings but is never handed to anyone else) and per process (a forked child makes its
     own). A connection found broken when it is used again (Redis restarted, the connection
     idled out) is replaced once within the call; a second failure, a timeout or any other error
     propagates as redis-py raised it (``redis.exceptions.ConnectionError``, ``TimeoutError``,
-    ``ResponseError``), for the ``redis`` service's breaker to judge.
+    ``ResponseError``), for the ``redis`` service's breaker to judge. A reply nobody read (a
+    request that ended before asking for it) is read and dropped before the connection's next use.
     """
 
     def __init__(self, source: str) -> None:
         self.source = source
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._local = threading.local()
+        self._packed: dict[tuple[Any, ...], Any] = {}  # (keys, args) -> the packed EVALSHA, for the clients seen lately
 
     def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's reply for ``keys`` and ``args`` (see the class doc for errors)."""
+        return self.send(client, keys, args).reply()
+
+    def send(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Sent:
+        """Send the script for ``keys`` and ``args`` on this thread's connection; read it with ``reply()``
+        on the same thread (see the class doc for errors, raised here or by ``reply()``)."""
         held = self._held(client)
-        connection = held.connection
+        if held.pending is not None:
+            held.pending.settle()
+        connection, reused = held.connection, held.answered
         try:
             try:
-                reply = self._run(connection, keys, args)
+                self._send(connection, "EVALSHA", self.sha, keys, args)
             except RedisConnectionError:
-                if not held.answered:
+                if not reused:
                     raise
+                reused = False
                 connection.disconnect()  # stale since its last answer: one fresh attempt, as the pool's check
-                reply = self._run(connection, keys, args)
-        except BaseException as exc:
-            held.answered = isinstance(exc, ResponseError)  # Redis answered: the connection is sound
+                self._send(connection, "EVALSHA", self.sha, keys, args)
+        except BaseException:
+            held.answered = False
             raise
-        held.answered = True
-        return reply
+        sent = held.pending = Sent(self, held, keys, args, reused)
+        return sent
 
-    def _run(self, connection: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
+    def _send(self, connection: Any, command: str, script: str, keys: Sequence[str], args: Sequence[Any]) -> None:
         # As the pool does before each command: a no-op when connected. Left to send_packed_command, the
         # connect would skip a Sentinel connection's own connect() and reach localhost:6379 instead.
         connection.connect()
-        connection.send_packed_command(connection.pack_command("EVALSHA", self.sha, len(keys), *keys, *args))
+        if command != "EVALSHA":
+            connection.send_packed_command(connection.pack_command(command, script, len(keys), *keys, *args))
+            return
+        # The same few clients' counts again and again: packing them was ~2 % of a page's CPU (py-spy).
+        wanted = (*keys, *args)
+        packed = self._packed.get(wanted)
+        if packed is None:
+            if len(self._packed) >= MAX_PACKED:
+                self._packed.clear()
+            packed = self._packed[wanted] = connection.pack_command(command, script, len(keys), *keys, *args)
+        connection.send_packed_command(packed)
+
+    def _read(self, connection: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         try:
             return connection.read_response()
         except NoScriptError:
-            connection.send_packed_command(connection.pack_command("EVAL", self.source, len(keys), *keys, *args))
+            self._send(connection, "EVAL", self.source, keys, args)
             return connection.read_response()
 
     def _held(self, client: Any) -> _Held:
@@ -83,10 +110,59 @@ class ThreadConnectionScript:
         return held
 
 
-class _Held:
-    """A thread's connection: its pool, the process that made it, and whether its last use was answered."""
+_UNREAD = object()
 
-    __slots__ = ("pool", "pid", "connection", "answered")
+
+class Sent:
+    """A script sent on a thread's connection (:meth:`ThreadConnectionScript.send`), its reply not read yet."""
+
+    def __init__(self, script: ThreadConnectionScript, held: _Held, keys: Sequence[str], args: Sequence[Any],
+                 reused: bool) -> None:
+        self._script, self._held, self._keys, self._args, self._reused = script, held, keys, args, reused
+        self._outcome: Any = _UNREAD
+        self._failed = False
+
+    def reply(self) -> Any:
+        """The script's reply (read once; later calls give the same), or the error reading it raised."""
+        if self._outcome is _UNREAD:
+            self.settle()
+        if self._failed:
+            raise self._outcome
+        return self._outcome
+
+    def settle(self) -> None:
+        """Read the reply now (or keep the error), so that the connection is free for its next command."""
+        if self._outcome is not _UNREAD:
+            return
+        held = self._held
+        held.pending = None
+        connection = held.connection
+        try:
+            try:
+                outcome = self._script._read(connection, self._keys, self._args)
+            except RedisConnectionError:
+                if not self._reused:
+                    raise
+                connection.disconnect()  # the send went into a stale connection: one fresh attempt
+                self._script._send(connection, "EVALSHA", self._script.sha, self._keys, self._args)
+                outcome = self._script._read(connection, self._keys, self._args)
+        except Exception as exc:  # noqa: BLE001 - kept for reply(), which raises it on the asking thread
+            held.answered = isinstance(exc, ResponseError)  # Redis answered: the connection is sound
+            self._outcome, self._failed = exc, True
+            return
+        except BaseException:
+            held.answered = False
+            raise
+        held.answered = True
+        self._outcome = outcome
+
+
+class _Held:
+    """A thread's connection: its pool, the process that made it, whether its last use was answered,
+    and the script sent on it whose reply is not read yet."""
+
+    __slots__ = ("pool", "pid", "connection", "answered", "pending")
 
     def __init__(self, pool: Any, pid: int, connection: Any) -> None:
         self.pool, self.pid, self.connection, self.answered = pool, pid, connection, False
+        self.pending: Sent | None = None

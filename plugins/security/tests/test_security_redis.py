@@ -32,6 +32,7 @@ class ContractRedis:
         self.configured = True
         self.open = False
         self.calls = 0
+        self.waits = 0  # calls that waited for (about) the read timeout
 
     @property
     def state(self) -> str:
@@ -43,10 +44,14 @@ class ContractRedis:
         if self.open:
             return fallback()
         self.calls += 1
+        started = time.monotonic()
         try:
             return fn(self.client)
         except (redis_py.RedisError, OSError):
             return fallback()
+        finally:
+            if time.monotonic() - started > self.read_timeout * 0.8:
+                self.waits += 1
 
 
 class OffersRedis:
@@ -101,11 +106,11 @@ def test_outage_moves_counting_to_memory_without_errors_or_waiting(
     assert client.get("/probe/a").status_code == 200 and _rate_check(app)["storage"] == "redis"
 
     server.pause()  # hung server: a call waits for the read timeout
-    calls, started = service.calls, time.monotonic()
+    waits, started = service.waits, time.monotonic()
     hung = client.get("/probe/a")
     elapsed = time.monotonic() - started
     assert hung.status_code == 200
-    assert service.calls - calls == 1  # two limits and the headers, but one wait per request at most
+    assert service.waits - waits == 1  # two limits and the headers (sent, then read), but one wait at most
     assert elapsed < READ_TIMEOUT * 2 + 0.5, elapsed
     server.resume()
     server.kill()
@@ -210,3 +215,66 @@ def test_a_slow_instance_store_never_counts_as_redis_being_slow(
     assert allowed == [True, True, True, False]
     assert redis_service.state == "closed"
     assert sorted(_counters(server.url).values()) == [4]
+
+
+class ViewCounter:
+    """Test plugin: a GET and a POST view that count how often they ran."""
+
+    def __init__(self) -> None:
+        self.runs = {"get": 0, "post": 0}
+
+    @hookimpl
+    def stevedores_startup(self, app: Any) -> None:
+        @app.get("/counted")
+        def counted_get() -> Any:
+            self.runs["get"] += 1
+            return {"page": "counted"}
+
+        @app.post("/counted")
+        def counted_post() -> Any:
+            self.runs["post"] += 1
+            return {"posted": True}
+
+
+def test_a_page_is_computed_while_redis_counts_and_a_refusal_is_the_same(
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    """A GET's count is read after its view ran (the page computed while Redis answers); over the
+    limit it still gets the 429 with its headers, and the view's response is dropped. A POST waits
+    for its count: refused, its view never runs. A client refused so is then refused at once, with
+    no count and no view, until its window ends."""
+    server = stevedores_redis_server()
+    views = ViewCounter()
+    app = make_stevedores_app(plugins=["security", "observability"],
+                              env={"RATE_LIMITS": "3 per minute", "OPS_TOKEN": "t" * 32},
+                              extra_plugins=[("contract_redis", OffersRedis(ContractRedis(server.url))),
+                                             ("views", views)])
+    client = app.test_client()
+    statuses = [client.get("/counted").status_code for _ in range(3)]
+    assert statuses == [200] * 3 and views.runs["get"] == 3
+    assert list(_counters(server.url).values()) == [3]
+
+    refused = client.get("/counted")
+    assert refused.status_code == 429 and refused.get_json()["error"] == "too many requests"
+    assert refused.headers["RateLimit-Remaining"] == "0" and int(refused.headers["Retry-After"]) >= 1
+    assert "Content-Security-Policy" in refused.headers
+    assert views.runs["get"] == 4  # its view ran while Redis counted; its page was dropped
+    assert list(_counters(server.url).values()) == [4]
+
+    again = [client.get("/counted").status_code for _ in range(3)] + [client.post("/counted").status_code]
+    assert again == [429] * 4
+    assert views.runs == {"get": 4, "post": 0}  # refused at once: no view
+    assert list(_counters(server.url).values()) == [4]  # and no count: the window can only grow until it ends
+    metrics = client.get("/metrics", headers={"Authorization": "Bearer " + "t" * 32}).text
+    assert 'http_requests_total{method="GET",route="/counted",status="429"} 4.0' in metrics, metrics
+
+
+def test_a_post_over_the_limit_never_runs_its_view(
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    views = ViewCounter()
+    app = make_stevedores_app(plugins=["security"], env={"RATE_LIMITS": "2 per minute"},
+                              extra_plugins=[("contract_redis", OffersRedis(ContractRedis(server.url))),
+                                             ("views", views)])
+    client = app.test_client()
+    assert [client.post("/counted").status_code for _ in range(3)] == [200, 200, 429]
+    assert views.runs["post"] == 2  # the third waited for its count and was refused before its view

@@ -135,3 +135,41 @@ def test_a_forked_child_makes_its_own_connection(stevedores_redis_server: Callab
     os.waitpid(pid, 0)
     assert reply == "2 True"
     assert _count(script, client) == 3  # the parent's connection is untouched
+
+
+def test_a_reply_read_later_and_one_never_read(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    first = script.send(client, [KEY], [1, 60, 1000])
+    assert _count(script, client, KEY + ":other") == 1  # the first reply is read before the connection's next use
+    assert int(first.reply()[0]) == 1 and int(first.reply()[0]) == 1  # kept, and read once
+    script.send(client, [KEY], [1, 60, 1000])  # never read (a request that ended before asking)
+    assert _count(script, client) == 3
+
+
+def test_a_reply_read_after_redis_restarted_is_counted_again(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    server.restart()
+    sent = script.send(client, [KEY], [1, 60, 1000])  # into the connection the restart closed
+    assert int(sent.reply()[0]) == 1  # no error: sent again on a fresh connection when the reply was not there
+
+
+def test_an_error_reading_a_reply_is_raised_by_reply(stevedores_redis_server: Callable) -> None:
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    server.pause()
+    try:
+        sent = script.send(client, [KEY], [1, 60, 1000])
+        with pytest.raises(redis_py.exceptions.TimeoutError):
+            sent.reply()
+        with pytest.raises(redis_py.exceptions.TimeoutError):
+            sent.reply()  # the same error again, not a second wait
+    finally:
+        server.resume()
+    assert _count(script, client) in (2, 3)  # a fresh connection answers (the timed-out count may have landed)
