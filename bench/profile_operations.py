@@ -33,9 +33,9 @@ from bench.stack import HERE, base_env, start_stack  # noqa: E402
 from stevedores.testing import GunicornServer  # noqa: E402
 
 #: Functions whose cumulative time per request is printed, when they appear.
-WATCHED = ("data_fingerprint", "get_json", "check_app_limits", "_check_request_limit", "hit_app_limits", "hit",
-           "_redis_or_memory", "_force_https", "_set_response_headers", "_make_nonce", "render_template",
-           "vessel_call_totals", "add_headers", "conditional", "full_dispatch_request", "wsgi_app")
+WATCHED = ("data_fingerprint", "get_json", "check_app_limits", "_check_request_limit", "start_app_limits",
+           "settle_app_limits", "hit", "_redis_or_memory", "_force_https", "_set_response_headers", "_make_nonce",
+           "render_template", "vessel_call_totals", "add_headers", "conditional", "full_dispatch_request", "wsgi_app")
 TOP = 14
 
 

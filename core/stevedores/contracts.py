@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping, Protocol, TypeVar, runtime_checkable
 
 WSGIApp = Callable[..., Any]
 T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 @dataclass(frozen=True)
@@ -148,6 +149,28 @@ class RedisService(Protocol):
 
     def call(self, fn: Callable[[Any], T], fallback: Callable[[], T], operation: str = "call") -> T:
         """``fn(redis.Redis client)`` through the breaker, or ``fallback()`` at once when Redis cannot answer."""
+
+
+class StartedCall(Protocol[T_co]):
+    """A Redis call begun by :meth:`DeferredRedisService.start`."""
+
+    @property
+    def fell_back(self) -> bool:
+        """True when the start already gave the fallback's value (nothing was sent)."""
+
+    def finish(self, read: Callable[[Any], T_co]) -> T_co:
+        """``read(what the start's fn returned)`` through the breaker, or the fallback's value."""
+
+
+@runtime_checkable
+class DeferredRedisService(RedisService, Protocol):
+    """A ``redis`` service that can also split a call in two, so that the caller works while Redis
+    answers: ``start(fn, fallback)`` runs ``fn(client)`` now (it sends a command) and
+    ``.finish(read)`` reads the answer later, on the same thread. The breaker hears one outcome per
+    call (writing to a socket is not an answer) and the read timeout judges the read alone."""
+
+    def start(self, fn: Callable[[Any], Any], fallback: Callable[[], Any], operation: str = "call") -> StartedCall[Any]:
+        """Begin a call (see the class doc); ``fallback()`` is used at once when Redis cannot be tried."""
 
 
 @runtime_checkable

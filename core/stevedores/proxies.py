@@ -116,7 +116,8 @@ class ForwardedHeaders:
     def _checked(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
         """After ProxyFix: a forwarded value that is not an IP address (or http/https) is ignored."""
         original = environ.get("werkzeug.proxy_fix.orig", {})
-        if not _is_address(environ.get("REMOTE_ADDR")):
+        remote = environ.get("REMOTE_ADDR")
+        if not (_is_address(remote) if remote is None or len(remote) <= 64 else False):  # no long junk kept
             environ["REMOTE_ADDR"] = original.get("REMOTE_ADDR")
         if environ.get("wsgi.url_scheme") not in SCHEMES:
             environ["wsgi.url_scheme"] = original.get("wsgi.url_scheme", "http")

@@ -59,7 +59,8 @@ class DashboardFlask(Flask):
         """Flask's, answered at once for a plain ``def`` function (not a coroutine function): Flask asks
         ``inspect.iscoroutinefunction`` for the view and every request handler on every request, about
         1 % of a page's CPU in-process (cProfile); anything else still goes through Flask."""
-        if type(func) is FunctionType and not func.__code__.co_flags & CO_COROUTINE:
+        if (type(func) is FunctionType and not func.__code__.co_flags & CO_COROUTINE
+                and "_is_coroutine_marker" not in func.__dict__):  # inspect.markcoroutinefunction (3.12+)
             return func
         return super().ensure_sync(func)
 

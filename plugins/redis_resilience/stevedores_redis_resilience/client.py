@@ -37,7 +37,7 @@ import os
 import threading
 import time
 import traceback
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import redis
 import redis.sentinel
@@ -49,7 +49,7 @@ from redis.retry import Retry
 
 from stevedores.forking import renew_in_children
 
-from .breaker import OPEN, STATE_GAUGE, CircuitBreaker, Transition
+from .breaker import OPEN, STATE_GAUGE, CircuitBreaker, Ticket, Transition
 from .sentinel import is_sentinel_url, parse_sentinel_url
 
 log = logging.getLogger("stevedores.redis_resilience")
@@ -121,37 +121,42 @@ class ResilientRedis:
         ``operation`` labels the ``redis_fallback_total`` counter. Exceptions raised by
         ``fallback`` itself propagate.
         """
+        return self.start(lambda client: client, fallback, operation).finish(fn)
+
+    def start(self, fn: Callable[[redis.Redis], Any], fallback: Callable[[], T], operation: str = "call") -> Started[T]:
+        """A call in two steps (the ``deferred redis`` contract, docs/plugins.md): ``fn(client)`` now, for a
+        command sent whose answer is read later by ``.finish(read)``, which returns ``read(what fn
+        returned)`` or ``fallback()``. One ticket of the breaker spans both, so it hears one outcome per
+        call: writing to a socket is not an answer. The read timeout judges the read alone.
+        """
         if not self.url:
-            return fallback()
+            return Started(self, None, None, fallback(), operation)
         ticket = self.breaker.admit()
         if ticket is None:
-            return self._fall_back(fallback, operation)
-        started = time.monotonic()
+            return Started(self, None, None, self._fall_back(fallback, operation), operation)
         try:
-            result = fn(self.client())
-        except OUTAGE_ERRORS as exc:
+            sent = fn(self.client())
+        except BaseException as exc:  # noqa: BLE001 - judged as call() judges it, in one place
+            return Started(self, None, None, self._judge_failure(ticket, exc, fallback, operation), operation)
+        return Started(self, ticket, sent, fallback, operation, pending=True)
+
+    def _judge_failure(self, ticket: Ticket, exc: BaseException, fallback: Callable[[], T], operation: str) -> T:
+        """The breaker's verdict on a call that raised ``exc``, and the fallback (BaseException re-raised)."""
+        if isinstance(exc, OUTAGE_ERRORS):
             self.breaker.failed(ticket, _describe(exc))
-            return self._fall_back(fallback, operation)
-        except ResponseError as exc:
+        elif isinstance(exc, ResponseError):
             if not _failed_handshake(exc):
                 self.breaker.succeeded(ticket)  # Redis answered; the caller's command was wrong
                 self._warn_sometimes(exc, operation)
-                return self._fall_back(fallback, operation)
-            self.breaker.failed(ticket, _describe(exc))
-            return self._fall_back(fallback, operation)
-        except Exception as exc:  # noqa: BLE001 - Redis answered; the caller's command was wrong
-            self.breaker.succeeded(ticket)
+            else:
+                self.breaker.failed(ticket, _describe(exc))
+        elif isinstance(exc, Exception):
+            self.breaker.succeeded(ticket)  # Redis answered; the caller's command was wrong
             self._warn_sometimes(exc, operation)
-            return self._fall_back(fallback, operation)
-        except BaseException:
-            self.breaker.failed(ticket, "call interrupted")
-            raise
-        elapsed = time.monotonic() - started
-        if elapsed > self.read_timeout:
-            self.breaker.failed(ticket, f"call took {elapsed * 1000:.0f} ms, over the read timeout")
         else:
-            self.breaker.succeeded(ticket)
-        return result
+            self.breaker.failed(ticket, "call interrupted")
+            raise exc
+        return self._fall_back(fallback, operation)
 
     # --- for the cache, the health check and operators ------------------------------------
 
@@ -298,3 +303,41 @@ def _failed_handshake(exc: BaseException) -> bool:
 def _describe(exc: BaseException) -> str:
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
+
+
+class Started(Generic[T]):
+    """A call begun by :meth:`ResilientRedis.start`: ``finish(read)`` reads its answer through the same
+    ticket (or gives the fallback's value when the start already fell back)."""
+
+    def __init__(self, redis_service: ResilientRedis, ticket: Ticket | None, sent: Any, fallback: Any,
+                 operation: str, pending: bool = False) -> None:
+        self._service, self._ticket, self._sent, self._operation = redis_service, ticket, sent, operation
+        self._pending = pending
+        self._fallback = fallback  # the fallback function while pending, else the value given already
+
+    @property
+    def fell_back(self) -> bool:
+        """True when the start already gave the fallback's value (nothing was sent)."""
+        return not self._pending
+
+    def finish(self, read: Callable[[Any], T]) -> T:
+        """``read(what the start's fn returned)`` through the breaker, or the fallback (once; later calls
+        return the same value)."""
+        if not self._pending:
+            return self._fallback  # type: ignore[no-any-return]
+        self._pending = False
+        service, ticket, fallback = self._service, self._ticket, self._fallback
+        assert ticket is not None
+        started = time.monotonic()
+        try:
+            result = read(self._sent)
+        except BaseException as exc:  # noqa: BLE001 - judged as call() judges it
+            self._fallback = service._judge_failure(ticket, exc, fallback, self._operation)
+            return self._fallback  # type: ignore[no-any-return]
+        elapsed = time.monotonic() - started
+        if elapsed > service.read_timeout:
+            service.breaker.failed(ticket, f"call took {elapsed * 1000:.0f} ms, over the read timeout")
+        else:
+            service.breaker.succeeded(ticket)
+        self._fallback = result
+        return result

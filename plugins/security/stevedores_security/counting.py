@@ -33,7 +33,7 @@ from flask import g, has_app_context
 from limits import RateLimitItem
 from limits.util import WindowStats
 
-from stevedores.contracts import RedisService
+from stevedores.contracts import DeferredRedisService, RedisService
 
 from .memory_windows import MemoryWindows
 from .thread_script import Sent, ThreadConnectionScript
@@ -76,13 +76,15 @@ _WINDOWS = "_stevedores_rate_limit_windows"
 
 class AppWindow(NamedTuple):
     """One app-wide limit's window after a request was counted: the limit, the client's count in it,
-    when it ends (epoch seconds) and the amount enforced (the full amount in Redis, the instance's
-    share in the fallback store)."""
+    when it ends (epoch seconds), the amount enforced (the full amount in Redis, the instance's
+    share in the fallback store) and whether Redis counted it."""
 
     item: RateLimitItem
     count: int
     reset_at: float
     enforced: int
+    #: True when counted in Redis (shared by the fleet), False in the fallback store.
+    shared: bool = True
 
     @property
     def exceeded(self) -> bool:
@@ -179,11 +181,9 @@ class ResilientCounter:
     # --- the strategy interface flask-limiter uses -------------------------------------------
 
     def hit(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
-        """Consume ``cost`` from the limit; True when it was not exceeded."""
-        return self._hit_one(item, identifiers, cost)
+        """Consume ``cost`` from the limit; True when it was not exceeded.
 
-    def _hit_one(self, item: RateLimitItem, identifiers: tuple[str, ...], cost: int = 1) -> bool:
-        """A view's own limit (logins, tally posts) or a service hit. Counted in Redis and, always,
+        A view's own limit (logins, tally posts) or a service hit. Counted in Redis and, always,
         in the instance's store too: a Redis that restarted empty (or failed over to a replica
         that had not received the counts) would otherwise give every client a fresh window, and
         a client that alternates with outages would get the limit once per outage. The
@@ -203,21 +203,16 @@ class ResilientCounter:
             return here <= self.share(item)
         return counted <= item.amount and here <= item.amount
 
-    def hit_app_limits(self, client: str) -> AppWindow | None:
+    def start_app_limits(self, client: str) -> AppCounting | None:
         """Count one request of ``client`` against every app-wide limit (:meth:`batch`) in one Redis
         call, or in the fallback store; smallest window first, stopping at the first one exceeded
         (the later ones are not consumed), as flask-limiter does when it hits them one by one.
 
-        Returns the window to report (the first exceeded, else the smallest), or None without
-        app-wide limits.
+        ``window()`` of the result gives the window to report (the first exceeded, else the
+        smallest). With a ``redis`` service that can defer (:class:`DeferredRedisService`) the count
+        is sent now and its reply read by ``window()`` on the same thread, which may work in
+        between; otherwise, and in the fallback store, it is counted now. None without app-wide limits.
         """
-        counting = self.start_app_limits(client)
-        return None if counting is None else counting.window()
-
-    def start_app_limits(self, client: str) -> AppCounting | None:
-        """:meth:`hit_app_limits` in two steps: the count is sent to Redis now and its reply read by
-        ``window()`` on the same thread, which may work in between (the request's view runs while
-        Redis answers). In the fallback store the count is made now. None without app-wide limits."""
         items = self._batch
         if not items:
             return None
@@ -227,7 +222,7 @@ class ResilientCounter:
             first: AppWindow | None = None
             for k, i in zip(keys, items, strict=True):
                 count, ends = self._incr_fallback_window(k, i.get_expiry())
-                window = AppWindow(i, count, ends, self.share(i))
+                window = AppWindow(i, count, ends, self.share(i), shared=False)
                 if window.exceeded:
                     return window
                 first = first or window
@@ -236,25 +231,52 @@ class ResilientCounter:
 
         def in_redis(sent: Sent) -> AppWindow:
             out = sent.reply()
-            now, counted = time.time(), len(out) // 2
+            counted = len(out) // 2
             n = counted - 1  # the script stops after the first count over its limit: the last one counted
             item, count = items[n], int(out[2 * n])
             if count <= item.amount:
                 item, count, n = items[0], int(out[0]), 0
-            return AppWindow(item, count, now + int(out[2 * n + 1]) / 1000, item.amount)
+            # The TTL is Redis's when it ran the script: about when it was sent, not when read.
+            return AppWindow(item, count, sent.sent_at + int(out[2 * n + 1]) / 1000, item.amount, shared=True)
 
-        started = self._redis_or_memory(lambda redis_client: self._script.send(redis_client, redis_keys,
-                                                                               self._batch_args), in_memory)
-        if isinstance(started, AppWindow):
-            return AppCounting(started)
-        return AppCounting(None, lambda: self._redis_or_memory(lambda _client: in_redis(started), in_memory))
+        def send(redis_client: Any) -> Sent:
+            return self._script.send(redis_client, redis_keys, self._batch_args)
+
+        redis = self.redis
+        if redis is None or _gave_up():
+            return AppCounting(in_memory())
+        if not isinstance(redis, DeferredRedisService):
+            return AppCounting(self._redis_or_memory(lambda redis_client: in_redis(send(redis_client)), in_memory))
+        fell_back: list[bool] = []
+
+        def fallback() -> AppWindow:
+            fell_back.append(True)
+            return in_memory()
+
+        try:
+            started = redis.start(send, fallback)
+        except Exception:  # noqa: BLE001 - a broken service must never turn a page into a 500
+            log.exception("The redis service raised instead of falling back; counting in memory")
+            return AppCounting(self._outcome(True, in_memory()))
+        if started.fell_back:
+            return AppCounting(self._outcome(True, started.finish(in_redis)))
+
+        def read() -> AppWindow:
+            try:
+                window = started.finish(in_redis)
+            except Exception:  # noqa: BLE001 - as above
+                log.exception("The redis service raised instead of falling back; counting in memory")
+                return self._outcome(True, fallback())
+            return self._outcome(bool(fell_back), window)
+
+        return AppCounting(None, read)
 
     def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
         key = item.key_for(*identifiers)
 
         counted = self._redis_or_memory(lambda client: int(client.get(REDIS_PREFIX + key) or 0), lambda: None)
-        here = self._get_fallback(key)[0]  # the instance's own count too (see _hit_one), outside the Redis call
+        here = self._get_fallback(key)[0]  # the instance's own count too (see hit), outside the Redis call
         if counted is None:
             return here < self.share(item) - cost + 1
         return max(counted, here) < item.amount - cost + 1
@@ -350,6 +372,11 @@ class ResilientCounter:
             log.exception("The redis service raised instead of falling back; counting in memory")
             fell_back = True
             result = in_memory()
+        return self._outcome(fell_back, result)
+
+    def _outcome(self, fell_back: bool, result: T) -> T:
+        """``result``, after noting where it was counted: the rest of a request that fell back stays in
+        the fallback (one Redis timeout per request at most), and the storage in use is reported."""
         if fell_back:
             _give_up_for_this_request()
             self._observe("memory", reason_for(self.redis.state if self.redis is not None else ""))

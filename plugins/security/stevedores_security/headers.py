@@ -22,8 +22,8 @@ from .settings import under_exempt_path
 from .talisman_headers import NONCE_ENVIRON_KEY, TalismanHeaders
 
 HSTS_VALUE = "max-age=31536000; includeSubDomains"
-#: Headers another part of this plugin computed for the response (the RateLimit headers), as a list of
-#: (name, value) in the WSGI environ: the safety net adds them when the response starts.
+#: Headers another part of this plugin computed for the response (the RateLimit headers), as a sequence
+#: of (name, value) in the WSGI environ: the safety net adds them when the response starts.
 EXTRA_HEADERS_KEY = "stevedores.security.extra_headers"
 REFERRER_POLICY = "strict-origin-when-cross-origin"
 #: Responses that carry a session cookie or user data must not be stored by browsers or proxies

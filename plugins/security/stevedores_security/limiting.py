@@ -202,7 +202,10 @@ class RateLimits:
             return response
         client, counting = pending
         refusal = self._verdict(client, counting.window(), remember=True)
-        return response if refusal is None else refusal
+        if refusal is None:
+            return response
+        response.close()  # the view's response is dropped: release what it holds (a stream's context)
+        return refusal
 
     def _verdict(self, client: str, window: AppWindow, remember: bool = False) -> Response | None:
         """Keep ``window`` for the RateLimit headers; the 429 when it is exceeded (and, with ``remember``,
@@ -210,7 +213,7 @@ class RateLimits:
         g._stevedores_app_window = window
         if not window.exceeded:
             return None
-        if remember:
+        if remember and window.shared:  # a fleet-wide count only grows until its window ends; a fallback's may not
             self._remember_refused(client, window)
         return self._refusal(str(window.item), window.reset_at)
 
@@ -269,9 +272,10 @@ class RateLimits:
         reset = max(0, math.ceil(reset_at - time.time()))
         # Written by the header safety net when the response starts: werkzeug's Headers.extend validated
         # each of these four values of ours again (a tenth of the security plugin's own CPU, cProfile).
-        request.environ.setdefault(EXTRA_HEADERS_KEY, []).extend((
+        # One set: an error response made after this one replaces it, never adds a second.
+        request.environ[EXTRA_HEADERS_KEY] = (
             ("RateLimit-Limit", str(amount)), ("RateLimit-Remaining", str(remaining)), ("RateLimit-Reset", str(reset)),
-            ("RateLimit-Policy", f"{amount};w={item.get_expiry()}")))
+            ("RateLimit-Policy", f"{amount};w={item.get_expiry()}"))
         if response.status_code == 429 and "Retry-After" not in response.headers:
             response.headers["Retry-After"] = str(max(1, reset))
         return response

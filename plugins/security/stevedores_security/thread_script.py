@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import time
 from typing import Any, Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -33,8 +34,8 @@ class ThreadConnectionScript:
     ``script.send(client, keys, args)`` sends it now and returns a :class:`Sent` whose ``reply()``
     reads the reply later, so that the thread works while Redis answers.
 
-    A thread keeps one connection per pool (made by ``pool.make_connection()``, so it has the
-    pool's settings but is never handed to anyone else) and per process (a forked child makes its
+    A thread keeps one connection per pool (the pool's connection class and settings, never handed
+    to anyone else, not counted against the pool's ``max_connections``) and per process (a forked child makes its
     own). A connection found broken when it is used again (Redis restarted, the connection
     idled out) is replaced once within the call; a second failure, a timeout or any other error
     propagates as redis-py raised it (``redis.exceptions.ConnectionError``, ``TimeoutError``,
@@ -57,8 +58,12 @@ class ThreadConnectionScript:
         on the same thread (see the class doc for errors, raised here or by ``reply()``)."""
         held = self._held(client)
         if held.pending is not None:
-            held.pending.settle()
+            unread = held.pending
+            unread.settle()
+            if unread.failed_with_outage:  # one Redis timeout per call at most: no second wait behind it
+                raise unread.outcome
         connection, reused = held.connection, held.answered
+        sent_at = time.time()
         try:
             try:
                 self._send(connection, "EVALSHA", self.sha, keys, args)
@@ -71,7 +76,7 @@ class ThreadConnectionScript:
         except BaseException:
             held.answered = False
             raise
-        sent = held.pending = Sent(self, held, keys, args, reused)
+        sent = held.pending = Sent(self, held, keys, args, reused, sent_at)
         return sent
 
     def _send(self, connection: Any, command: str, script: str, keys: Sequence[str], args: Sequence[Any]) -> None:
@@ -106,7 +111,9 @@ class ThreadConnectionScript:
             return held
         if held is not None and held.pid == pid:
             held.connection.disconnect()  # the service made a new client: the old connection is not used again
-        held = self._local.held = _Held(pool, pid, pool.make_connection())
+        # The pool's connection class and settings (socket options, timeouts, TLS, Sentinel discovery), but not
+        # pool.make_connection(): that counts against max_connections, and this connection never goes back.
+        held = self._local.held = _Held(pool, pid, pool.connection_class(**pool.connection_kwargs))
         return held
 
 
@@ -117,10 +124,22 @@ class Sent:
     """A script sent on a thread's connection (:meth:`ThreadConnectionScript.send`), its reply not read yet."""
 
     def __init__(self, script: ThreadConnectionScript, held: _Held, keys: Sequence[str], args: Sequence[Any],
-                 reused: bool) -> None:
+                 reused: bool, sent_at: float) -> None:
         self._script, self._held, self._keys, self._args, self._reused = script, held, keys, args, reused
+        #: When it was sent (epoch seconds): about when Redis ran it (its TTLs count from then).
+        self.sent_at = sent_at
         self._outcome: Any = _UNREAD
         self._failed = False
+
+    @property
+    def outcome(self) -> Any:
+        """The reply or the error, once settled."""
+        return self._outcome
+
+    @property
+    def failed_with_outage(self) -> bool:
+        """True when reading the reply failed for want of Redis (not an error reply)."""
+        return self._failed and not isinstance(self._outcome, ResponseError)
 
     def reply(self) -> Any:
         """The script's reply (read once; later calls give the same), or the error reading it raised."""

@@ -15,7 +15,7 @@ import redis as redis_py
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 from security_helpers import ProbePlugin, Recorder
-from stevedores_security.counting import REDIS_PREFIX
+from stevedores_security.counting import REDIS_PREFIX, AppWindow
 
 from stevedores import hookimpl
 
@@ -244,10 +244,9 @@ def test_a_page_is_computed_while_redis_counts_and_a_refusal_is_the_same(
     no count and no view, until its window ends."""
     server = stevedores_redis_server()
     views = ViewCounter()
-    app = make_stevedores_app(plugins=["security", "observability"],
-                              env={"RATE_LIMITS": "3 per minute", "OPS_TOKEN": "t" * 32},
-                              extra_plugins=[("contract_redis", OffersRedis(ContractRedis(server.url))),
-                                             ("views", views)])
+    app = make_stevedores_app(plugins=["security", "observability", "redis_resilience"],
+                              env={"RATE_LIMITS": "3 per minute", "OPS_TOKEN": "t" * 32, "REDIS_URL": server.url},
+                              extra_plugins=[("views", views)])
     client = app.test_client()
     statuses = [client.get("/counted").status_code for _ in range(3)]
     assert statuses == [200] * 3 and views.runs["get"] == 3
@@ -278,3 +277,50 @@ def test_a_post_over_the_limit_never_runs_its_view(
     client = app.test_client()
     assert [client.post("/counted").status_code for _ in range(3)] == [200, 200, 429]
     assert views.runs["post"] == 2  # the third waited for its count and was refused before its view
+
+
+def test_a_frozen_redis_opens_the_breaker_while_pages_are_counted_after_their_view(
+        make_stevedores_app: Callable, stevedores_redis_server: Callable) -> None:
+    """Sending a count is not an answer: with Redis frozen, every GET's count is written to the socket
+    and its read times out, and the breaker opens after its threshold of those, then waits no more."""
+    server = stevedores_redis_server()
+    app = make_stevedores_app(plugins=["security", "redis_resilience"], extra_plugins=[("probe", ProbePlugin())],
+                              env={"REDIS_URL": server.url, "RATE_LIMITS": "1000 per minute",
+                                   "REDIS_BREAKER_FAILURE_THRESHOLD": "3", "REDIS_BREAKER_RECOVERY_TIMEOUT": "60",
+                                   "REDIS_READ_TIMEOUT_MS": "200"})
+    redis_service = app.extensions["stevedores"].service("redis")
+    client = app.test_client()
+    assert client.get("/probe/a").status_code == 200 and redis_service.state == "closed"
+    server.pause()
+    try:
+        for _ in range(3):
+            assert client.get("/probe/a").status_code == 200  # counted in the fallback after one wait
+        assert redis_service.state == "open", redis_service.breaker.snapshot()
+        started = time.monotonic()
+        assert client.get("/probe/a").status_code == 200
+        assert time.monotonic() - started < 0.15  # open: Redis not even tried
+    finally:
+        server.resume()
+
+
+def test_only_a_fleet_wide_refusal_is_remembered(make_stevedores_app: Callable) -> None:
+    """A client refused by a count made in Redis is refused at once until that window ends; a refusal
+    counted in the fallback store (the instance's share, which Redis's return can reset) is not kept."""
+    app = make_stevedores_app(plugins=["security"], env={"RATE_LIMITS": "2 per minute"},
+                              extra_plugins=[("probe", ProbePlugin())])
+    rate_limits = app.extensions["stevedores"].service("rate_limits")
+    item = rate_limits.app_items[0]
+    with app.test_request_context("/probe/a"):
+        fallback = AppWindow(item, 3, time.time() + 60, 2, shared=False)
+        assert rate_limits._verdict("10.0.0.1", fallback, remember=True).status_code == 429
+        assert "10.0.0.1" not in rate_limits._refused
+        shared = AppWindow(item, 3, time.time() + 60, 2, shared=True)
+        assert rate_limits._verdict("10.0.0.2", shared, remember=True).status_code == 429
+        assert rate_limits._refused["10.0.0.2"] is shared
+        ended = AppWindow(item, 3, time.time() - 1, 2, shared=True)
+        rate_limits._refused["10.0.0.3"] = ended
+    client = app.test_client()
+    refused = client.get("/probe/a", environ_base={"REMOTE_ADDR": "10.0.0.2"})
+    assert refused.status_code == 429 and refused.headers["RateLimit-Remaining"] == "0"
+    assert client.get("/probe/a", environ_base={"REMOTE_ADDR": "10.0.0.3"}).status_code == 200  # window over
+    assert "10.0.0.3" not in rate_limits._refused

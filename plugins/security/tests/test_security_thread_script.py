@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from typing import Any, Callable
 
 import pytest
@@ -94,11 +95,13 @@ def test_a_frozen_redis_raises_a_timeout_within_the_read_timeout(stevedores_redi
     script = ThreadConnectionScript(INCR_EXPIRE_LUA)
     assert _count(script, client) == 1
     server.pause()
+    started = time.monotonic()
     try:
         with pytest.raises(redis_py.exceptions.TimeoutError):
             _count(script, client)
     finally:
         server.resume()
+    assert time.monotonic() - started < 0.5 * 2, "more than one read timeout (0.5 s) spent"
     # The timed-out connection was dropped and a new one answers. The timed-out count itself reached
     # Redis's socket before the freeze, so Redis runs it when it wakes: a limit errs towards refusing.
     assert _count(script, client) in (2, 3)
@@ -165,11 +168,14 @@ def test_an_error_reading_a_reply_is_raised_by_reply(stevedores_redis_server: Ca
     assert _count(script, client) == 1
     server.pause()
     try:
-        sent = script.send(client, [KEY], [1, 60, 1000])
+        unread = script.send(client, [KEY], [1, 60, 1000])  # written to the socket, never read by its caller
+        started = time.monotonic()
         with pytest.raises(redis_py.exceptions.TimeoutError):
-            sent.reply()
+            script.send(client, [KEY], [1, 60, 1000])  # reading the unread reply first times out: raised at once
+        assert unread.failed_with_outage
         with pytest.raises(redis_py.exceptions.TimeoutError):
-            sent.reply()  # the same error again, not a second wait
+            unread.reply()  # the same error for its caller, not a second wait
+        assert time.monotonic() - started < 0.5 * 1.8, "a second wait"
     finally:
         server.resume()
     assert _count(script, client) in (2, 3)  # a fresh connection answers (the timed-out count may have landed)
