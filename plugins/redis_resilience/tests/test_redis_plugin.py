@@ -188,3 +188,26 @@ def test_a_forked_child_opens_its_own_connection_and_leaves_the_parents_alone(st
     assert child["id"] is not None and child["id"] != parent_id and child["mode"] == "redis"
     assert client.call(lambda c: c.client_id(), lambda: None) == parent_id  # same socket, still working
     assert client.state == "closed"
+
+
+def test_a_call_in_two_steps_is_one_outcome_for_the_breaker(stevedores_redis_server: Callable,
+                                                            resilient: Callable) -> None:
+    """``start`` sends and ``finish`` reads under one ticket: a write to a frozen Redis is no answer,
+    so it cannot reset the failures its reads add up; once open, nothing is sent and the read is skipped."""
+    from stevedores.contracts import DeferredRedisService
+
+    server = stevedores_redis_server()
+    client, _cache = resilient(server.url, failure_threshold=2)
+    assert isinstance(client, DeferredRedisService)
+    assert client.start(lambda r: r.set("k", "v"), lambda: False).finish(lambda sent: sent) is True
+    server.pause()
+    try:
+        assert client.call(lambda r: r.get("k"), lambda: "fallback") == "fallback"  # one failure
+        started = client.start(lambda r: r, lambda: "fallback")  # admitted: no outcome yet
+        assert not started.fell_back and client.state == "closed"
+        assert started.finish(lambda r: r.get("k")) == "fallback"  # the second failure opens it
+        assert client.state == "open"
+        skipped = client.start(lambda r: pytest.fail("sent while open"), lambda: "fallback")
+        assert skipped.fell_back and skipped.finish(lambda _: pytest.fail("read while open")) == "fallback"
+    finally:
+        server.resume()
