@@ -222,34 +222,19 @@ class ResilientCounter:
         keys, redis_keys = self._app_keys(client)
 
         def in_memory() -> AppWindow:
-            first: AppWindow | None = None
-            for k, i in zip(keys, items, strict=True):
-                count, ends = self._incr_fallback_window(k, i.get_expiry())
-                window = AppWindow(i, count, ends, self.share(i), shared=False)
-                if window.exceeded:
-                    return window
-                first = first or window
-            assert first is not None
-            return first
-
-        def in_redis(sent: Sent) -> AppWindow:
-            out = sent.reply()
-            counted = len(out) // 2
-            n = counted - 1  # the script stops after the first count over its limit: the last one counted
-            item, count = items[n], int(out[2 * n])
-            if count <= item.amount:
-                item, count, n = items[0], int(out[0]), 0
-            # The TTL is Redis's when it ran the script: about when it was sent, not when read.
-            return AppWindow(item, count, sent.sent_at + int(out[2 * n + 1]) / 1000, item.amount, shared=True)
+            return self._app_in_memory(keys)
 
         def send(redis_client: Any) -> Sent:
             return self._script.send(redis_client, redis_keys, self._batch_args)
 
-        redis = self.redis
-        if redis is None or _gave_up():
+        if self.redis is None or _gave_up():
             return AppCounting(in_memory())
         if not self._deferred:
-            return AppCounting(self._redis_or_memory(lambda redis_client: in_redis(send(redis_client)), in_memory))
+            return AppCounting(self._redis_or_memory(lambda c: self._app_from_reply(send(c)), in_memory))
+        return self._deferred_app_count(send, in_memory)
+
+    def _deferred_app_count(self, send: Callable[[Any], Sent], in_memory: Callable[[], AppWindow]) -> AppCounting:
+        """The app-wide count sent through ``redis.start`` now, read by the result's ``window()``."""
         fell_back: list[bool] = []
 
         def fallback() -> AppWindow:
@@ -257,22 +242,44 @@ class ResilientCounter:
             return in_memory()
 
         try:
-            started = redis.start(send, fallback)
+            started = self.redis.start(send, fallback)  # type: ignore[union-attr] - a DeferredRedisService
         except Exception:  # noqa: BLE001 - a broken service must never turn a page into a 500
             log.exception("The redis service raised instead of falling back; counting in memory")
             return AppCounting(self._outcome(True, in_memory()))
         if started.fell_back:
-            return AppCounting(self._outcome(True, started.finish(in_redis)))
+            return AppCounting(self._outcome(True, started.finish(self._app_from_reply)))
 
         def read() -> AppWindow:
             try:
-                window = started.finish(in_redis)
+                window = started.finish(self._app_from_reply)
             except Exception:  # noqa: BLE001 - as above
                 log.exception("The redis service raised instead of falling back; counting in memory")
                 return self._outcome(True, fallback())
             return self._outcome(bool(fell_back), window)
 
         return AppCounting(None, read)
+
+    def _app_in_memory(self, keys: list[str]) -> AppWindow:
+        """The app-wide count in the fallback store (the instance's share enforced)."""
+        first: AppWindow | None = None
+        for k, i in zip(keys, self._batch, strict=True):
+            count, ends = self._incr_fallback_window(k, i.get_expiry())
+            window = AppWindow(i, count, ends, self.share(i), shared=False)
+            if window.exceeded:
+                return window
+            first = first or window
+        assert first is not None
+        return first
+
+    def _app_from_reply(self, sent: Sent) -> AppWindow:
+        """The window to report from the counting script's reply ({count, ttl ms} per key counted)."""
+        out, items = sent.reply(), self._batch
+        n = len(out) // 2 - 1  # the script stops after the first count over its limit: the last one counted
+        item, count = items[n], int(out[2 * n])
+        if count <= item.amount:
+            item, count, n = items[0], int(out[0]), 0
+        # The TTL is Redis's when it ran the script: about when it was sent, not when read.
+        return AppWindow(item, count, sent.sent_at + int(out[2 * n + 1]) / 1000, item.amount, shared=True)
 
     def test(self, item: RateLimitItem, *identifiers: str, cost: int = 1) -> bool:
         """True when ``cost`` could be consumed without exceeding the limit (consumes nothing)."""
