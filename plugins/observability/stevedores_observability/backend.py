@@ -9,7 +9,9 @@ Two modes, chosen when the backend is built (once per process, see ``sink.py``):
 
 from __future__ import annotations
 
+import glob
 import logging
+import os
 import re
 import threading
 from dataclasses import dataclass, field
@@ -198,7 +200,7 @@ class MetricsBackend:
             if self.registry is not None:
                 registry.register(_Forward(self.registry))
             return generate_latest(registry)
-        MultiProcessCollector(registry, path=self.multiprocess_dir)
+        registry.register(_StartedFiles(self.multiprocess_dir))
         # Under the lock the master's compaction (child_exit) takes: a scrape never sees a dead
         # worker's counts both in its file and in the archive, nor in neither.
         with archive.scrape_lock(self.multiprocess_dir):
@@ -215,6 +217,31 @@ def _check_names(name: str, labelnames: tuple[str, ...]) -> None:
     for label in labelnames:
         if not _LABEL_NAME.fullmatch(label) or label.startswith("__"):
             raise ValueError(f"label {label!r}: expected letters, digits and '_' (not starting with a digit or __)")
+
+
+class _StartedFiles:
+    """prometheus_client's MultiProcessCollector (its ``merge``), leaving out a file a process is
+    creating this instant.
+
+    prometheus_client opens a new process's file and only then sizes it: a scrape that globbed the
+    directory in between read an empty file and failed (``struct.error``, a 500 on /metrics; seen
+    once in a test run, when a process recorded its first counter during a scrape). An empty file
+    holds no value yet, so leaving it out loses nothing.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def collect(self) -> Iterable[Any]:
+        """The merged metrics of every file that has its header."""
+        files = []
+        for path in glob.glob(os.path.join(self.path, "*.db")):
+            try:
+                if os.path.getsize(path) >= 8:  # prometheus_client's header: the used size and padding
+                    files.append(path)
+            except OSError:  # removed meanwhile (compacted): nothing to read
+                pass
+        return MultiProcessCollector.merge(files, accumulate=True)
 
 
 class _Forward:

@@ -95,6 +95,8 @@ def requests_per_worker(directory: Path) -> dict[str, float]:
     """Item-route requests recorded in each worker's own counter file."""
     counts: dict[str, float] = {}
     for path in directory.glob("counter_*.db"):
+        if path.stat().st_size < 8:  # a process creating its file this instant: no value in it yet
+            continue
         pid = path.stem.split("_")[-1]
         for key, value, _timestamp, _pos in MmapedDict.read_all_values_from_file(str(path)):
             _metric, name, labels, _help = json.loads(key)

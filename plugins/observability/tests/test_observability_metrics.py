@@ -370,3 +370,23 @@ def test_answers_made_below_flask_are_counted_under_their_route(make_stevedores_
     line = next(line for line in text.splitlines() if line.startswith("stevedores_http_requests_total{")
                 and 'route="/health/quick"' in line)
     assert float(line.rsplit(" ", 1)[1]) == 4 and 'status="200"' in line and 'method="GET"' in line
+
+
+def test_a_scrape_leaves_out_a_file_a_process_is_creating(tmp_path: Any) -> None:
+    """prometheus_client opens a new process's file before it sizes it; a scrape in between must not fail."""
+    import json
+    import struct
+
+    import pytest
+    from prometheus_client.mmap_dict import MmapedDict
+    from prometheus_client.multiprocess import MultiProcessCollector
+    from stevedores_observability.backend import _StartedFiles
+
+    written = MmapedDict(str(tmp_path / "counter_100.db"))
+    written.write_value(json.dumps(["stevedores_x", "stevedores_x_total", {}, "help"]), 3.0, 0.0)
+    written.close()
+    (tmp_path / "counter_101.db").touch()  # opened, not sized yet
+    with pytest.raises(struct.error):  # prometheus_client's own collector trips on it
+        list(MultiProcessCollector(None, path=str(tmp_path)).collect())
+    samples = [s for metric in _StartedFiles(str(tmp_path)).collect() for s in metric.samples]
+    assert [(s.name, s.value) for s in samples] == [("stevedores_x_total", 3.0)]
