@@ -19,6 +19,8 @@ from stevedores_security.thread_script import ThreadConnectionScript
 pytestmark = pytest.mark.timeout(60)
 
 KEY = "stevedores:test:thread-script"
+#: (a private redis-server, a client of it, the counting script), from the ``counted`` fixture.
+Counted = tuple[Any, redis_py.Redis, ThreadConnectionScript]
 
 
 def _client(url: str) -> redis_py.Redis:
@@ -32,6 +34,16 @@ def _count(script: ThreadConnectionScript, client: redis_py.Redis, key: str = KE
 
 def _client_ids(client: redis_py.Redis) -> set[int]:
     return {c["id"] for c in client.client_list() if c.get("name") != "observer"}
+
+
+@pytest.fixture
+def counted(stevedores_redis_server: Callable) -> Counted:
+    """(a private redis-server, a client of it, the counting script) after a first count of 1."""
+    server = stevedores_redis_server()
+    client = _client(server.url)
+    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
+    assert _count(script, client) == 1
+    return server, client, script
 
 
 def test_each_thread_counts_on_one_connection_of_its_own(stevedores_redis_server: Callable) -> None:
@@ -55,31 +67,22 @@ def test_each_thread_counts_on_one_connection_of_its_own(stevedores_redis_server
     assert not client.connection_pool._in_use_connections  # never taken from the pool's own
 
 
-def test_a_restarted_redis_is_reached_again_without_an_error(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_a_restarted_redis_is_reached_again_without_an_error(counted: Counted) -> None:
+    server, client, script = counted
     server.restart()  # the thread's connection is now closed by the server, and the script cache empty
     assert _count(script, client) == 1  # no error: a fresh connection, the script loaded again
     assert _count(script, client) == 2
 
 
-def test_the_script_is_loaded_again_when_redis_lost_it(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_the_script_is_loaded_again_when_redis_lost_it(counted: Counted) -> None:
+    server, client, script = counted
     client.script_flush()
     assert _count(script, client) == 2
     assert client.script_exists(script.sha) == [True]
 
 
-def test_an_outage_is_raised_for_the_breaker(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_an_outage_is_raised_for_the_breaker(counted: Counted) -> None:
+    server, client, script = counted
     server.kill()
     with pytest.raises(redis_py.exceptions.ConnectionError):
         _count(script, client)  # the stale connection and the one fresh attempt both fail
@@ -89,11 +92,8 @@ def test_an_outage_is_raised_for_the_breaker(stevedores_redis_server: Callable) 
     assert _count(script, client) == 1  # back by itself (the killed server kept nothing)
 
 
-def test_a_frozen_redis_raises_a_timeout_within_the_read_timeout(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_a_frozen_redis_raises_a_timeout_within_the_read_timeout(counted: Counted) -> None:
+    server, client, script = counted
     server.pause()
     started = time.monotonic()
     try:
@@ -118,11 +118,8 @@ def test_a_new_client_gets_a_new_connection_and_the_old_one_is_closed(stevedores
     assert len(first) == len(second) == 1 and first != second
 
 
-def test_a_forked_child_makes_its_own_connection(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_a_forked_child_makes_its_own_connection(counted: Counted) -> None:
+    server, client, script = counted
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: counting on the parent's socket would mix the two processes' replies
@@ -151,21 +148,15 @@ def test_a_reply_read_later_and_one_never_read(stevedores_redis_server: Callable
     assert _count(script, client) == 3
 
 
-def test_a_reply_read_after_redis_restarted_is_counted_again(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_a_reply_read_after_redis_restarted_is_counted_again(counted: Counted) -> None:
+    server, client, script = counted
     server.restart()
     sent = script.send(client, [KEY], [1, 60, 1000])  # into the connection the restart closed
     assert int(sent.reply()[0]) == 1  # no error: sent again on a fresh connection when the reply was not there
 
 
-def test_an_error_reading_a_reply_is_raised_by_reply(stevedores_redis_server: Callable) -> None:
-    server = stevedores_redis_server()
-    client = _client(server.url)
-    script = ThreadConnectionScript(INCR_EXPIRE_LUA)
-    assert _count(script, client) == 1
+def test_an_error_reading_a_reply_is_raised_by_reply(counted: Counted) -> None:
+    server, client, script = counted
     server.pause()
     try:
         unread = script.send(client, [KEY], [1, 60, 1000])  # written to the socket, never read by its caller
