@@ -200,7 +200,7 @@ class MetricsBackend:
             if self.registry is not None:
                 registry.register(_Forward(self.registry))
             return generate_latest(registry)
-        registry.register(_StartedFiles(self.multiprocess_dir))
+        registry.register(_HeaderedFiles(self.multiprocess_dir))
         # Under the lock the master's compaction (child_exit) takes: a scrape never sees a dead
         # worker's counts both in its file and in the archive, nor in neither.
         with archive.scrape_lock(self.multiprocess_dir):
@@ -219,7 +219,7 @@ def _check_names(name: str, labelnames: tuple[str, ...]) -> None:
             raise ValueError(f"label {label!r}: expected letters, digits and '_' (not starting with a digit or __)")
 
 
-class _StartedFiles:
+class _HeaderedFiles:
     """prometheus_client's MultiProcessCollector (its ``merge``), leaving out a file a process is
     creating this instant.
 

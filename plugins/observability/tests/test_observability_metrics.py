@@ -380,7 +380,7 @@ def test_a_scrape_leaves_out_a_file_a_process_is_creating(tmp_path: Any) -> None
     import pytest
     from prometheus_client.mmap_dict import MmapedDict
     from prometheus_client.multiprocess import MultiProcessCollector
-    from stevedores_observability.backend import _StartedFiles
+    from stevedores_observability.backend import _HeaderedFiles
 
     written = MmapedDict(str(tmp_path / "counter_100.db"))
     written.write_value(json.dumps(["stevedores_x", "stevedores_x_total", {}, "help"]), 3.0, 0.0)
@@ -388,5 +388,5 @@ def test_a_scrape_leaves_out_a_file_a_process_is_creating(tmp_path: Any) -> None
     (tmp_path / "counter_101.db").touch()  # opened, not sized yet
     with pytest.raises(struct.error):  # prometheus_client's own collector trips on it
         list(MultiProcessCollector(None, path=str(tmp_path)).collect())
-    samples = [s for metric in _StartedFiles(str(tmp_path)).collect() for s in metric.samples]
+    samples = [s for metric in _HeaderedFiles(str(tmp_path)).collect() for s in metric.samples]
     assert [(s.name, s.value) for s in samples] == [("stevedores_x_total", 3.0)]

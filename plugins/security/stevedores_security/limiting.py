@@ -179,7 +179,7 @@ class RateLimits:
         endpoint = current.endpoint
         if not endpoint or endpoint.rsplit(".", 1)[-1] == "static":
             return None
-        client = current.remote_addr or "unknown"
+        client = client_address()
         refused = self._refused.get(client)
         if refused is not None:
             if refused.reset_at > time.time():
