@@ -130,15 +130,16 @@ class ResilientRedis:
         call: writing to a socket is not an answer. The read timeout judges the read alone.
         """
         if not self.url:
-            return Started(self, None, None, fallback(), operation)
+            return Started(self, None, None, None, operation, value=fallback())
         ticket = self.breaker.admit()
         if ticket is None:
-            return Started(self, None, None, self._fall_back(fallback, operation), operation)
+            return Started(self, None, None, None, operation, value=self._fall_back(fallback, operation))
         try:
             sent = fn(self.client())
         except BaseException as exc:  # noqa: BLE001 - judged as call() judges it, in one place
-            return Started(self, None, None, self._judge_failure(ticket, exc, fallback, operation), operation)
-        return Started(self, ticket, sent, fallback, operation, pending=True)
+            return Started(self, None, None, None, operation,
+                           value=self._judge_failure(ticket, exc, fallback, operation))
+        return Started(self, ticket, sent, fallback, operation)
 
     def _judge_failure(self, ticket: Ticket, exc: BaseException, fallback: Callable[[], T], operation: str) -> T:
         """The breaker's verdict on a call that raised ``exc``, and the fallback (BaseException re-raised)."""
@@ -309,35 +310,36 @@ class Started(Generic[T]):
     """A call begun by :meth:`ResilientRedis.start`: ``finish(read)`` reads its answer through the same
     ticket (or gives the fallback's value when the start already fell back)."""
 
-    def __init__(self, redis_service: ResilientRedis, ticket: Ticket | None, sent: Any, fallback: Any,
-                 operation: str, pending: bool = False) -> None:
+    def __init__(self, redis_service: ResilientRedis, ticket: Ticket | None, sent: Any,
+                 fallback: Callable[[], T] | None, operation: str, value: Any = None) -> None:
+        """``ticket`` None: the start fell back and ``value`` is the fallback's; else ``sent`` awaits ``read``."""
         self._service, self._ticket, self._sent, self._operation = redis_service, ticket, sent, operation
-        self._pending = pending
-        self._fallback = fallback  # the fallback function while pending, else the value given already
+        self._fallback, self._value = fallback, value
 
     @property
     def fell_back(self) -> bool:
         """True when the start already gave the fallback's value (nothing was sent)."""
-        return not self._pending
+        return self._fallback is None and self._ticket is None
 
     def finish(self, read: Callable[[Any], T]) -> T:
         """``read(what the start's fn returned)`` through the breaker, or the fallback (once; later calls
-        return the same value)."""
-        if not self._pending:
-            return self._fallback  # type: ignore[no-any-return]
-        self._pending = False
-        service, ticket, fallback = self._service, self._ticket, self._fallback
-        assert ticket is not None
+        return the same value). Call it once per start: until then the ticket is held (a half-open
+        breaker's probe among them)."""
+        ticket, fallback = self._ticket, self._fallback
+        if ticket is None or fallback is None:
+            return self._value  # type: ignore[no-any-return]
+        self._ticket = None
+        service = self._service
         started = time.monotonic()
         try:
             result = read(self._sent)
         except BaseException as exc:  # noqa: BLE001 - judged as call() judges it
-            self._fallback = service._judge_failure(ticket, exc, fallback, self._operation)
-            return self._fallback  # type: ignore[no-any-return]
+            self._value = service._judge_failure(ticket, exc, fallback, self._operation)
+            return self._value  # type: ignore[no-any-return]
         elapsed = time.monotonic() - started
         if elapsed > service.read_timeout:
             service.breaker.failed(ticket, f"call took {elapsed * 1000:.0f} ms, over the read timeout")
         else:
             service.breaker.succeeded(ticket)
-        self._fallback = result
+        self._value = result
         return result
