@@ -135,6 +135,15 @@ class RateLimits:
         self.limiter.init_app(app)
         # flask-limiter's teardown resets its per-request context: only views with limits have one.
         teardowns[:] = [f if f in known else self.only_for_limited_views(f) for f in teardowns]
+        app.teardown_request(self.finish_unread_count)
+
+    def finish_unread_count(self, _exc: BaseException | None = None) -> None:
+        """teardown_request: read a count left pending when no after_request ran (a request that failed
+        past Flask's error handling). Each count holds the Redis breaker's ticket until it is read, and
+        an unfinished half-open probe would leave the breaker refusing every call."""
+        pending = g.pop("_stevedores_app_counting", None)
+        if pending is not None:
+            pending[1].window()
 
     def only_for_limited_views(self, handler: Callable[..., Any]) -> Callable[..., Any]:
         """Wrap one of flask-limiter's per-request handlers (after_request, which takes and returns the

@@ -324,3 +324,21 @@ def test_only_a_fleet_wide_refusal_is_remembered(make_stevedores_app: Callable) 
     assert refused.status_code == 429 and refused.headers["RateLimit-Remaining"] == "0"
     assert client.get("/probe/a", environ_base={"REMOTE_ADDR": "10.0.0.3"}).status_code == 200  # window over
     assert "10.0.0.3" not in rate_limits._refused
+
+
+def test_a_count_left_pending_is_read_when_the_request_is_torn_down(make_stevedores_app: Callable) -> None:
+    """Each deferred count holds the breaker's ticket until read: the teardown reads one that no
+    after_request read, so an unfinished half-open probe can never leave the breaker refusing."""
+    from flask import g
+    from stevedores_security.counting import AppCounting
+
+    app = make_stevedores_app(plugins=["security"], env={"RATE_LIMITS": "2 per minute"},
+                              extra_plugins=[("probe", ProbePlugin())])
+    rate_limits = app.extensions["stevedores"].service("rate_limits")
+    reads: list[int] = []
+    item = rate_limits.app_items[0]
+    with app.test_request_context("/probe/a"):
+        g._stevedores_app_counting = ("10.0.0.9", AppCounting(
+            None, lambda: reads.append(1) or AppWindow(item, 1, time.time() + 60, 2)))
+        app.do_teardown_request()
+        assert reads == [1] and "_stevedores_app_counting" not in g
