@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterable, Sequence
 from weakref import WeakSet
 
 from .logs import DATE_FORMAT, LOGGER_NAME, OneLineFormatter
-from .redaction import REDACTED
+from .redaction import redact
 
 log = logging.getLogger("stevedores.access_log")
 
@@ -289,10 +289,7 @@ def _redact_block(text: str, secrets: Sequence[str]) -> str:
     """The lines of ``text`` redacted as :class:`OneLineFormatter` redacts each: one search per secret
     for the whole block (a secret with a line break is left out: it can match no finished line,
     and here it could match across two)."""
-    for secret in secrets:
-        if secret in text and "\n" not in secret and "\r" not in secret:
-            text = text.replace(secret, REDACTED)
-    return text
+    return redact(text, [secret for secret in secrets if "\n" not in secret and "\r" not in secret])
 
 
 def _write_block(handler: logging.Handler, lines: list[str], name: str) -> None:
