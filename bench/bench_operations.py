@@ -8,6 +8,10 @@ and threads (``bench.stack.start_plain_baseline``) and the dashboard's ``/``, ``
 ``--rounds`` rounds whose order rotates, so that both servers see the same machine; the median
 requests/s of each endpoint over the bare endpoint's, against the targets
 (``/`` >= 0.5, ``/api/summary`` >= 0.6, ``/vessels/N`` >= 0.4, ``/health/quick`` >= 0.9).
+Two reference rows, in the same rotation and without a target, say what the app-wide rate limit's
+one Redis round trip per request weighs on the machine: bare Flask after one raw ``INCR`` to the
+dashboard's redis-server (``/bare/counted``: the least a count shared by the fleet can cost) and
+``/api/summary`` on a second, otherwise identical dashboard with ``RATE_LIMITS=none``.
 Then 100 connections without think time on ``/`` for 20 s with wrk (target: 0 errors, p95 < 200 ms).
 
 100 concurrent keep-alive clients (asyncio, one connection each). Stress phases, no think time
@@ -188,14 +192,17 @@ def workers_cpu_seconds(master_pid: int) -> float:
     return total
 
 
-def measure_ratios(say: Any, bare: Any, server: Any, vessel: str, seconds: int, rounds: int) -> bool:
+def measure_ratios(say: Any, bare: Any, server: Any, vessel: str, seconds: int, rounds: int,
+                   references: dict[str, tuple[Any, str]] | None = None) -> bool:
     """Alternating wrk rounds against the bare baseline; prints the table; True when every target is met.
 
     Beside requests/s (what the targets are about) it prints the gunicorn workers' CPU time per request,
     which a busy machine disturbs much less than throughput (PostgreSQL's and Redis's own CPU not included).
+    ``references`` (row name -> (server, path)) are measured in the same rotation and printed without a
+    target: what a cost of the dashboard's path weighs on the machine (see :func:`start_references`).
     """
     targets = {"bare /bare": (bare, "/bare"), "/": (server, "/"), "/api/summary": (server, "/api/summary"),
-               "/vessels/N": (server, vessel), "/health/quick": (server, "/health/quick")}
+               "/vessels/N": (server, vessel), "/health/quick": (server, "/health/quick"), **(references or {})}
     for target, path in targets.values():  # warm up: workers, pools, memos, the first snapshot
         run_wrk(target.url + path, 1, connections=10)
     runs: dict[str, list[dict[str, float]]] = {name: [] for name in targets}
@@ -212,7 +219,8 @@ def measure_ratios(say: Any, bare: Any, server: Any, vessel: str, seconds: int, 
     base = medians["bare /bare"]["rps"] or 1.0
     base_cpu = medians["bare /bare"]["cpu_us"] or 1.0
     say(f"wrk -t2 -c10 -d{seconds}s, {rounds} rounds in rotating order, medians (vessel page: {vessel}):")
-    say(f"{'endpoint':<16}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}{'vs bare':>9}{'target':>8}  verdict"
+    width = max(16, *(len(name) + 1 for name in targets))
+    say(f"{'endpoint':<{width}}{'req/s':>9}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}{'vs bare':>9}{'target':>8}  verdict"
         f"  {'worker CPU µs/req':>17} {'bare/this CPU':>13}")
     met = True
     for name, m in medians.items():
@@ -220,11 +228,28 @@ def measure_ratios(say: Any, bare: Any, server: Any, vessel: str, seconds: int, 
         target = RATIO_TARGETS.get(name)
         ok = target is None or (ratio >= target and m["errors"] == 0)
         met = met and ok
-        verdict = "" if target is None else "met" if ok else "NOT met"
-        say(f"{name:<16}{m['rps']:>9.0f}{m['p50_ms']:>9.1f}{m['p95_ms']:>9.1f}{m['errors']:>8.0f}{ratio:>8.2f}x"
+        verdict = "" if name == "bare /bare" else "ref" if target is None else "met" if ok else "NOT met"
+        say(f"{name:<{width}}{m['rps']:>9.0f}{m['p50_ms']:>9.1f}{m['p95_ms']:>9.1f}{m['errors']:>8.0f}{ratio:>8.2f}x"
             f"{(f'{target:.1f}x' if target else ''):>8}  {verdict:<7}  {m['cpu_us']:>17.0f} "
             f"{base_cpu / (m['cpu_us'] or 1.0):>12.2f}x")
     return met
+
+
+#: Reference rows (no target): bare Flask after one raw Redis round trip, the floor of a count shared by the
+#: fleet; and /api/summary on a second dashboard with the app-wide limits off, the page without its count.
+REFERENCE_COUNTED, REFERENCE_UNCOUNTED = "ref: bare + 1 Redis INCR", "ref: /api/summary, RATE_LIMITS=none"
+
+
+def start_references(stack: ExitStack, workdir: Path, server: Any, redis_url: str) -> tuple[Any, dict[str, Any]]:
+    """The baseline (bare Flask under plain gunicorn, shaped like ``server``, with ``/bare/counted`` reaching
+    ``redis_url``) and the reference rows: ``{name: (server, path)}``. The second dashboard is the same
+    stack with ``RATE_LIMITS=none`` (its own database and redis-server), everything else equal."""
+    baseline = start_plain_baseline(stack, workdir / "bare", server, env_extra={"BENCH_REDIS_URL": redis_url})
+    uncounted = start_stack(stack, workdir / "uncounted", env={"RATE_LIMITS": "none", "GUNICORN_MAX_REQUESTS": "0",
+                                                              "LOG_LEVEL": "INFO"})
+    _prepare(uncounted.database_url, workdir / "uncounted")
+    return baseline, {REFERENCE_COUNTED: (baseline, "/bare/counted"),
+                      REFERENCE_UNCOUNTED: (uncounted.server, "/api/summary")}
 
 
 def main() -> int:
@@ -252,10 +277,13 @@ def main() -> int:
                                                  "GUNICORN_MAX_REQUESTS": "0", "LOG_LEVEL": "INFO"})
         server = bench.server
         busy_call, page_call, token = _prepare(bench.database_url, workdir)
-        baseline = start_plain_baseline(stack, workdir / "bare", server)
+        baseline, references = start_references(stack, workdir, server, bench.redis.url)
         say(f"baseline: {plain_command(baseline)}; dashboard: gunicorn -c python:stevedores.gunicorn_conf "
-            "(production profile, PostgreSQL, its own redis-server counting the limits, no recycling)")
-        ratios_met = measure_ratios(say, baseline, server, f"/vessels/{page_call}", args.ratio_seconds, args.rounds)
+            "(production profile, PostgreSQL, its own redis-server counting the limits, no recycling); "
+            f"references: {REFERENCE_COUNTED} (bare Flask, one raw INCR to the dashboard's redis-server per "
+            f"request), {REFERENCE_UNCOUNTED} (a second dashboard, the same but for its limits)")
+        ratios_met = measure_ratios(say, baseline, server, f"/vessels/{page_call}", args.ratio_seconds, args.rounds,
+                                    references)
         stress = run_wrk(server.url + "/", args.stress_seconds, connections=100)
         stress_met = stress["errors"] == 0 and stress["p95_ms"] < 200
         say(f"wrk -t2 -c100 -d{args.stress_seconds}s GET / (no think time): {stress['rps']:.0f} req/s, "

@@ -108,13 +108,14 @@ def served_shape(config_module: Path | None = None) -> tuple[str, int]:
     return str(found["worker_class"]), int(found["threads"])  # type: ignore[call-overload]
 
 
-def start_plain_baseline(stack: ExitStack, workdir: Path, like: GunicornServer) -> GunicornServer:
+def start_plain_baseline(stack: ExitStack, workdir: Path, like: GunicornServer,
+                         env_extra: dict[str, str] | None = None) -> GunicornServer:
     """``bench.bare_app`` under PLAIN gunicorn, shaped like the running server ``like``.
 
     ``gunicorn -w N -k <class> --threads T bench.bare_app:application``: the same worker
     count (as ``like``'s log announces it), worker class and threads, and nothing else of
     ours (no recycling, no preload hooks, no access log): what a user would run instead.
-    Cleaned up by ``stack``.
+    ``env_extra`` adds to its environment (``BENCH_REDIS_URL`` for ``/bare/counted``). Cleaned up by ``stack``.
     """
     assert like.proc is not None
     announced = re.search(r"with (\d+) workers", like.log())  # the core's "Listening on ... with N workers"
@@ -122,6 +123,7 @@ def start_plain_baseline(stack: ExitStack, workdir: Path, like: GunicornServer) 
     worker_class, threads = served_shape()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GUNICORN_", "WEB_CONCURRENCY"))}
     env["PYTHONPATH"] = str(HERE.parent)
+    env.update(env_extra or {})
     server = GunicornServer(env, workdir)  # cwd = workdir: no ./gunicorn.conf.py is picked up there
     server.args = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", worker_class, "--threads",
                    str(threads), "-b", f"127.0.0.1:{server.port}", "bench.bare_app:application"]
