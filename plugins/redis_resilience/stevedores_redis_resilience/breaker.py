@@ -3,7 +3,9 @@
 States: ``closed`` (calls go through; consecutive failures are counted), ``open``
 (every call is refused at once until the recovery timeout has passed), ``half-open``
 (a bounded number of probe calls go through; everyone else is refused at once; the
-first probe to succeed closes the breaker, the first to fail opens it again).
+first probe to succeed closes the breaker, the first to fail opens it again, and so does
+a half-open state whose probes have all been taken and none has reported within
+``probe_timeout``: a caller that never reports cannot keep Redis unused until a restart).
 
 Why not pybreaker: pybreaker 1.4.1 was measured first (8 threads each making one
 200 ms guarded call). Its ``CircuitBreaker.call`` runs the call inside ``with
@@ -74,19 +76,25 @@ class BreakerSnapshot:
 class CircuitBreaker:
     """Closed / open / half-open breaker, thread-safe, with bounded half-open probes.
 
-    ``on_transition`` is called with a :class:`Transition` after every state change,
+    ``probe_timeout`` (seconds, None: never) bounds how long the half-open state waits for its
+    probes: once every probe is taken and this long has passed since it began, the next call to
+    :meth:`admit` opens the breaker again (a probe that reports later is ignored, as any outcome
+    from an older generation). ``on_transition`` is called with a :class:`Transition` after every state change,
     outside the state lock, one at a time and in the order the changes happened
     (log and report from it; it must not raise; it may call :meth:`snapshot`).
     """
 
     def __init__(self, failure_threshold: int = 5, recovery_timeout: float = 60.0, half_open_probes: int = 1,
                  clock: Callable[[], float] = time.monotonic,
-                 on_transition: Callable[[Transition], None] | None = None) -> None:
-        if failure_threshold < 1 or half_open_probes < 1 or recovery_timeout < 0:
-            raise ValueError("failure_threshold and half_open_probes must be >= 1, recovery_timeout >= 0")
+                 on_transition: Callable[[Transition], None] | None = None,
+                 probe_timeout: float | None = None) -> None:
+        if failure_threshold < 1 or half_open_probes < 1 or recovery_timeout < 0 or (probe_timeout or 0) < 0:
+            raise ValueError("failure_threshold and half_open_probes must be >= 1, recovery_timeout and "
+                             "probe_timeout >= 0")
         self.failure_threshold = failure_threshold
         self.recovery_timeout = recovery_timeout
         self.half_open_probes = half_open_probes
+        self.probe_timeout = probe_timeout
         self._clock = clock
         self._on_transition = on_transition
         self._lock = threading.Lock()
@@ -96,6 +104,7 @@ class CircuitBreaker:
         self._closed_ticket: Ticket | None = Ticket(0)
         self._failures = 0
         self._opened_at = 0.0
+        self._half_open_at = 0.0
         self._probes_started = 0
         self._last_failure = ""
         self._transitions = 0
@@ -122,6 +131,10 @@ class CircuitBreaker:
                 event = self._move(HALF_OPEN, self._last_failure)
             if self._probes_started >= self.half_open_probes:
                 ticket = None
+                if self._probes_overdue():
+                    self._failures += 1
+                    self._last_failure = f"no probe reported within {self.probe_timeout:g} s"
+                    event = self._move(OPEN, self._last_failure)
             else:
                 self._probes_started += 1
                 ticket = Ticket(self._generation, probe=True)
@@ -159,6 +172,10 @@ class CircuitBreaker:
                 event = self._move(OPEN, reason)
         self._notify(event)
 
+    def _probes_overdue(self) -> bool:
+        """True when the half-open state has waited ``probe_timeout`` for its probes (the lock is held)."""
+        return self.probe_timeout is not None and self._clock() - self._half_open_at >= self.probe_timeout
+
     def snapshot(self) -> BreakerSnapshot:
         """Current state, consecutive failures and seconds until the next probe (open only)."""
         with self._lock:
@@ -183,6 +200,8 @@ class CircuitBreaker:
         self._probes_started = 0
         if new == OPEN:
             self._opened_at = self._clock()
+        elif new == HALF_OPEN:
+            self._half_open_at = self._clock()
         event = Transition(old, new, self._failures, reason, self.recovery_timeout, self.half_open_probes)
         if self._on_transition is not None:
             self._pending.append(event)  # queued under the state lock: the queue's order is the true order

@@ -88,8 +88,13 @@ class ResilientRedis:
         self.read_timeout = read_timeout
         self.health_check_interval = health_check_interval
         self.telemetry = telemetry
+        # A probe that never reports (a caller that started a deferred call and never finished it) would
+        # otherwise keep the breaker half-open and every call on its fallback until a restart. The deadline:
+        # one recovery timeout, and at least one connect and one read; a probe still running past it only
+        # delays the recovery by one more recovery timeout (its late answer is ignored).
         self.breaker = CircuitBreaker(failure_threshold, recovery_timeout, half_open_probes, clock=clock,
-                                      on_transition=self._on_transition)
+                                      on_transition=self._on_transition,
+                                      probe_timeout=max(recovery_timeout, connect_timeout + read_timeout))
         self.fallbacks = 0
         self._count_lock = threading.Lock()
         self._client: redis.Redis | None = None

@@ -64,7 +64,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("REDIS_BREAKER_FAILURE_THRESHOLD", Int(min=1, max=1000), 5,
             "Consecutive failed Redis calls that open the circuit breaker."),
     Setting("REDIS_BREAKER_RECOVERY_TIMEOUT", Float(min=0.1, max=86_400), 60.0,
-            "Seconds the breaker stays open before it lets probe calls through (half-open)."),
+            "Seconds the breaker stays open before it lets probe calls through (half-open), "
+            "and how long half-open waits for its probes' answers before it opens again."),
     Setting("REDIS_BREAKER_HALF_OPEN_PROBES", Int(min=1, max=100), 1,
             "Calls let through to Redis while half-open; everyone else gets the fallback at once."),
     Setting("REDIS_FALLBACK_MAX_ENTRIES", Int(min=1, max=10_000_000), 10_000,

@@ -74,6 +74,46 @@ def test_a_failed_probe_reopens_for_a_full_recovery_timeout() -> None:
     assert [e.new for e in events] == [OPEN, HALF_OPEN, OPEN, HALF_OPEN]
 
 
+def test_a_probe_that_never_reports_reopens_the_breaker_after_the_probe_timeout() -> None:
+    clock, events = FakeClock(), []
+    breaker = CircuitBreaker(1, 5.0, 1, clock=clock, on_transition=events.append, probe_timeout=5.0)
+    fail(breaker)
+    clock.advance(5.0)
+    lost = breaker.admit()  # a caller takes the only probe and never reports
+    assert lost is not None and lost.probe
+    clock.advance(4.9)
+    assert breaker.admit() is None and breaker.state == HALF_OPEN  # within the deadline: still waiting
+    clock.advance(0.1)
+    assert breaker.admit() is None  # overdue: opened again, for a full recovery timeout
+    assert breaker.state == OPEN
+    assert breaker.snapshot().last_failure == "no probe reported within 5 s"
+    clock.advance(5.0)
+    probe = breaker.admit()
+    assert probe is not None and probe.probe  # a new probe, where without the deadline none would ever come
+    breaker.succeeded(lost)  # the lost probe's late answer belongs to a finished half-open period
+    assert breaker.state == HALF_OPEN
+    breaker.succeeded(probe)
+    assert breaker.state == CLOSED
+    assert [e.new for e in events] == [OPEN, HALF_OPEN, OPEN, HALF_OPEN, CLOSED]
+
+
+def test_without_a_probe_timeout_an_unreported_probe_holds_the_half_open_state() -> None:
+    breaker, clock, _events = make(threshold=1, recovery=1.0)
+    fail(breaker)
+    clock.advance(1.0)
+    assert breaker.admit() is not None
+    clock.advance(3600.0)
+    assert breaker.admit() is None and breaker.state == HALF_OPEN
+
+
+def test_the_redis_service_bounds_its_probes_by_one_recovery_timeout() -> None:
+    from stevedores_redis_resilience.client import ResilientRedis
+
+    assert ResilientRedis("redis://127.0.0.1:1/0", recovery_timeout=60.0).breaker.probe_timeout == 60.0
+    assert ResilientRedis("redis://127.0.0.1:1/0", recovery_timeout=0.1, connect_timeout=0.3,
+                          read_timeout=0.3).breaker.probe_timeout == pytest.approx(0.6)
+
+
 def test_half_open_admits_the_configured_number_of_probes_and_the_first_success_closes() -> None:
     breaker, clock, _events = make(threshold=1, recovery=1.0, probes=3)
     fail(breaker)
