@@ -79,9 +79,11 @@ class CircuitBreaker:
     ``probe_timeout`` (seconds, None: never) bounds how long the half-open state waits for its
     probes: once every probe is taken and this long has passed since it began, the next call to
     :meth:`admit` opens the breaker again (a probe that reports later is ignored, as any outcome
-    from an older generation). ``on_transition`` is called with a :class:`Transition` after every state change,
-    outside the state lock, one at a time and in the order the changes happened
-    (log and report from it; it must not raise; it may call :meth:`snapshot`).
+    from an older generation).
+
+    ``on_transition`` is called with a :class:`Transition` after every state change, outside the
+    state lock, one at a time and in the order the changes happened (log and report from it; it
+    must not raise; it may call :meth:`snapshot`).
     """
 
     def __init__(self, failure_threshold: int = 5, recovery_timeout: float = 60.0, half_open_probes: int = 1,
