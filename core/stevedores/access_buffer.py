@@ -45,8 +45,8 @@ import threading
 import time
 from collections import deque
 from typing import Any, Callable, Iterable, Sequence
-from weakref import WeakSet
 
+from .forking import renew_in_children
 from .logs import DATE_FORMAT, LOGGER_NAME, OneLineFormatter
 from .redaction import redact
 
@@ -61,8 +61,6 @@ MAX_PENDING_BYTES = 16 * BUFFER_BYTES
 #: Writes to a pipe or socket up to this size are atomic (POSIX PIPE_BUF): several workers share
 #: stderr, so a block goes to a pipe in pieces of whole lines no larger than this.
 PIPE_BUF = getattr(select, "PIPE_BUF", 512)
-
-_BUFFERS: WeakSet[AccessBuffer] = WeakSet()  # every buffer of this process, reset in a forked child
 
 
 class AccessBuffer:
@@ -86,11 +84,12 @@ class AccessBuffer:
         self._clock = clock
         self._wall_clock = wall_clock
         self._start_thread = start_thread
-        self._reset()
-        _BUFFERS.add(self)
+        self.after_fork()
+        renew_in_children(self)
 
-    def _reset(self) -> None:
-        """Fresh state: at start and in a forked child (the parent writes the lines it holds)."""
+    def after_fork(self) -> None:
+        """Fresh state: at start and in a forked child (:mod:`stevedores.forking`; the parent writes the
+        lines it holds)."""
         self._lock = threading.Lock()  # guards the lines; held for an append or a swap only
         self._write_lock = threading.Lock()  # one block written at a time, so blocks keep their order
         self._wake = threading.Event()  # the flusher's alarm: a first line, or stop
@@ -406,13 +405,6 @@ def _pipe_pieces(lines: list[str]) -> list[str]:
         pieces.append("\n".join(piece))
     return pieces
 
-
-def _after_fork_in_child() -> None:
-    for buffer in list(_BUFFERS):
-        buffer._reset()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)
 
 #: This process's buffer (gunicorn's workers each have their own, from the fork).
 ACCESS_BUFFER = AccessBuffer()
