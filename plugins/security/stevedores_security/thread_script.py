@@ -15,13 +15,14 @@ TLS, Sentinel discovery, health checks and reply parser), made by the client's o
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import time
 from typing import Any, Sequence
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import NoScriptError, ResponseError
+
+from stevedores.forking import renew_in_children
 
 #: Packed commands kept (all are forgotten when there are more).
 MAX_PACKED = 10_000
@@ -48,6 +49,12 @@ class ThreadConnectionScript:
         self.sha = hashlib.sha1(source.encode()).hexdigest()  # noqa: S324 - Redis names scripts by SHA-1
         self._local = threading.local()
         self._packed: dict[tuple[Any, ...], Any] = {}  # (keys, args) -> the packed EVALSHA, for the clients seen lately
+        renew_in_children(self)
+
+    def after_fork(self) -> None:
+        """In a forked child (:mod:`stevedores.forking`): no thread's connection is inherited; each is made
+        again on first use (the parent's sockets stay the parent's)."""
+        self._local = threading.local()
 
     def __call__(self, client: Any, keys: Sequence[str], args: Sequence[Any]) -> Any:
         """The script's reply for ``keys`` and ``args`` (see the class doc for errors)."""
@@ -106,14 +113,13 @@ class ThreadConnectionScript:
         """This thread's connection for ``client``'s pool in this process, made on first use."""
         pool = client.connection_pool
         held: _Held | None = getattr(self._local, "held", None)
-        pid = os.getpid()
-        if held is not None and held.pool is pool and held.pid == pid:
+        if held is not None and held.pool is pool:
             return held
-        if held is not None and held.pid == pid:
+        if held is not None:
             held.connection.disconnect()  # the service made a new client: the old connection is not used again
         # The pool's connection class and settings (socket options, timeouts, TLS, Sentinel discovery), but not
         # pool.make_connection(): that counts against max_connections, and this connection never goes back.
-        held = self._local.held = _Held(pool, pid, pool.connection_class(**pool.connection_kwargs))
+        held = self._local.held = _Held(pool, pool.connection_class(**pool.connection_kwargs))
         return held
 
 
@@ -177,11 +183,11 @@ class Sent:
 
 
 class _Held:
-    """A thread's connection: its pool, the process that made it, whether its last use was answered,
-    and the script sent on it whose reply is not read yet."""
+    """A thread's connection: its pool, whether its last use was answered, and the script sent on it
+    whose reply is not read yet."""
 
-    __slots__ = ("pool", "pid", "connection", "answered", "pending")
+    __slots__ = ("pool", "connection", "answered", "pending")
 
-    def __init__(self, pool: Any, pid: int, connection: Any) -> None:
-        self.pool, self.pid, self.connection, self.answered = pool, pid, connection, False
+    def __init__(self, pool: Any, connection: Any) -> None:
+        self.pool, self.connection, self.answered = pool, connection, False
         self.pending: Sent | None = None

@@ -120,11 +120,11 @@ def test_a_new_client_gets_a_new_connection_and_the_old_one_is_closed(stevedores
 
 def test_a_forked_child_makes_its_own_connection(counted: Counted) -> None:
     server, client, script = counted
+    held: Any = script._local.held
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: counting on the parent's socket would mix the two processes' replies
         try:
-            held: Any = script._local.held
             answer = f"{_count(script, client)} {script._local.held is not held}"
         except BaseException as exc:  # noqa: BLE001 - reported to the parent
             answer = repr(exc)
