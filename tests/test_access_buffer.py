@@ -147,6 +147,14 @@ def test_a_block_rotates_the_file_exactly_where_line_by_line_writing_would(tmp_p
         assert (per_line / name).read_bytes() == (blocks / name).read_bytes(), name
 
 
+def _stop(procs: list[multiprocessing.process.BaseProcess]) -> None:
+    """Kill and reap any of ``procs`` still running (a failed test leaves no child behind)."""
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+            proc.join(5)
+
+
 def test_on_a_pipe_a_block_goes_in_whole_lines_of_at_most_pipe_buf(tmp_path: Path) -> None:
     lines = [f"{i:05d} " + "y" * (i * 53 % 700) for i in range(400)] + ["z" * (PIPE_BUF + 10)]
     pieces = _pipe_pieces(lines)
@@ -164,16 +172,19 @@ def test_on_a_pipe_a_block_goes_in_whole_lines_of_at_most_pipe_buf(tmp_path: Pat
         buffer.flush()
 
     procs = [ctx.Process(target=writer, args=(tag,)) for tag in "AB"]
-    for proc in procs:
-        proc.start()
-    os.close(write_end)
-    received = b""
-    with open(read_end, "rb") as pipe:
-        while chunk := pipe.read(1000):
-            received += chunk
-            time.sleep(0.0005)  # slower than the writers: the pipe fills and they wait
-    for proc in procs:
-        proc.join(10)
+    try:
+        for proc in procs:
+            proc.start()
+        os.close(write_end)
+        received = b""
+        with open(read_end, "rb") as pipe:
+            while chunk := pipe.read(1000):
+                received += chunk
+                time.sleep(0.0005)  # slower than the writers: the pipe fills and they wait
+        for proc in procs:
+            proc.join(10)
+    finally:
+        _stop(procs)
     got = received.decode().splitlines()
     assert len(got) == 6000
     assert all(re.fullmatch(r"([AB]) \d{5} \1{150}", line) for line in got), [
@@ -196,8 +207,11 @@ def test_a_forked_child_writes_its_own_lines_only_with_a_flusher_of_its_own(tmp_
         os._exit(0 if "child line" in path.read_text() else 1)
 
     proc = multiprocessing.get_context("fork").Process(target=child)
-    proc.start()
-    proc.join(15)
+    try:
+        proc.start()
+        proc.join(15)
+    finally:
+        _stop([proc])
     assert proc.exitcode == 0
     assert path.read_text().splitlines() == ["child line"]  # not the parent's line, which it still holds
     buffer.close()
